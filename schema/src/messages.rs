@@ -1,0 +1,11 @@
+//! AMQP message contracts. Every message is an [`Envelope`] in JSON; its `type` is also the
+//! routing key on the `passgate.commands` exchange. Payloads are versioned by `version`: a
+//! consumer refuses (dead-letters) a version it does not know rather than guessing.
+
+pub mod envelope;
+pub mod otp;
+pub mod reply;
+
+pub use envelope::{Envelope, MessageKind};
+pub use otp::{Channel, DeliverEmail, IdentifierType, OtpAuthenticate, OtpSend};
+pub use reply::CommandReply;

@@ -1,0 +1,82 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ids::AppId;
+
+/// Every message type Passgate knows. The string form is the envelope `type`, the AMQP `type`
+/// property and the routing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MessageKind {
+    #[serde(rename = "otp.send")]
+    OtpSend,
+    #[serde(rename = "otp.authenticate")]
+    OtpAuthenticate,
+    #[serde(rename = "delivery.email")]
+    DeliverEmail,
+}
+
+impl MessageKind {
+    pub const ALL: [MessageKind; 3] = [Self::OtpSend, Self::OtpAuthenticate, Self::DeliverEmail];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OtpSend => "otp.send",
+            Self::OtpAuthenticate => "otp.authenticate",
+            Self::DeliverEmail => "delivery.email",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Commands carry a request (an `auth_requests` row and a reply); tasks are internal work.
+    pub fn is_command(self) -> bool {
+        !matches!(self, Self::DeliverEmail)
+    }
+
+    /// The payload version this build produces and understands.
+    pub fn version(self) -> u16 {
+        1
+    }
+}
+
+impl std::fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The JSON envelope of every message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope<P> {
+    /// uuid v7; also the AMQP `message_id`, the request id of a command and its idempotency key.
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: MessageKind,
+    pub version: u16,
+    pub app_id: AppId,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DateTime<Utc>>,
+    /// W3C trace context of the request that caused the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    pub payload: P,
+}
+
+impl<P> Envelope<P> {
+    pub fn new(id: Uuid, kind: MessageKind, app_id: AppId, created_at: DateTime<Utc>, payload: P) -> Self {
+        Self {
+            id,
+            kind,
+            version: kind.version(),
+            app_id,
+            created_at,
+            deadline: None,
+            traceparent: None,
+            payload,
+        }
+    }
+}

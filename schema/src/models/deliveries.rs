@@ -1,0 +1,173 @@
+//! Deliveries: one message to one destination, and the outbox of the sealed secret it carries.
+//! The delivery worker moves a row `queued → sending → sent | failed | expired`; the sealed
+//! payload is erased once the message has left.
+
+use chrono::{DateTime, Utc};
+use diesel::{ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult, Queryable, Selectable, SelectableHelper};
+use diesel_async::RunQueryDsl;
+
+use crate::DbConn;
+use crate::ids::{AppId, DeliveryId, RequestId};
+use crate::schema::deliveries;
+
+pub const STATUS_QUEUED: &str = "queued";
+pub const STATUS_SENDING: &str = "sending";
+pub const STATUS_SENT: &str = "sent";
+pub const STATUS_FAILED: &str = "failed";
+pub const STATUS_EXPIRED: &str = "expired";
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = deliveries, check_for_backend(diesel::pg::Pg))]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub app_id: AppId,
+    pub request_id: RequestId,
+    pub channel: String,
+    pub destination: String,
+    pub template: String,
+    pub status: String,
+    pub attempts: i32,
+    pub provider: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub error_class: Option<String>,
+    pub last_error: Option<String>,
+    pub sealed_payload: Option<Vec<u8>>,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = deliveries)]
+pub struct NewDelivery<'a> {
+    pub id: DeliveryId,
+    pub app_id: AppId,
+    pub request_id: RequestId,
+    pub channel: &'a str,
+    pub destination: &'a str,
+    pub template: &'a str,
+    pub sealed_payload: Option<&'a [u8]>,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl NewDelivery<'_> {
+    pub async fn insert(&self, conn: &mut DbConn) -> QueryResult<()> {
+        diesel::insert_into(deliveries::table)
+            .values(self)
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await
+            .map(drop)
+    }
+}
+
+impl Delivery {
+    pub async fn find(conn: &mut DbConn, id: DeliveryId) -> QueryResult<Option<Delivery>> {
+        deliveries::table
+            .find(id)
+            .select(Delivery::as_select())
+            .first(conn)
+            .await
+            .optional()
+    }
+
+    pub async fn find_by_request(conn: &mut DbConn, request: RequestId) -> QueryResult<Option<Delivery>> {
+        deliveries::table
+            .filter(deliveries::request_id.eq(request))
+            .select(Delivery::as_select())
+            .first(conn)
+            .await
+            .optional()
+    }
+
+    /// Claims a delivery for one attempt: only a `queued` row, or a `sending` row whose previous
+    /// attempt died (a redelivered message), moves to `sending`. Returns the claimed row.
+    pub async fn claim(conn: &mut DbConn, id: DeliveryId, now: DateTime<Utc>) -> QueryResult<Option<Delivery>> {
+        diesel::update(
+            deliveries::table
+                .find(id)
+                .filter(deliveries::status.eq_any([STATUS_QUEUED, STATUS_SENDING])),
+        )
+        .set((
+            deliveries::status.eq(STATUS_SENDING),
+            deliveries::attempts.eq(deliveries::attempts + 1),
+            deliveries::updated_at.eq(now),
+        ))
+        .returning(Delivery::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+    }
+
+    pub async fn mark_sent(
+        conn: &mut DbConn,
+        id: DeliveryId,
+        provider: &str,
+        provider_message_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> QueryResult<()> {
+        diesel::update(deliveries::table.find(id))
+            .set((
+                deliveries::status.eq(STATUS_SENT),
+                deliveries::provider.eq(provider),
+                deliveries::provider_message_id.eq(provider_message_id),
+                deliveries::sealed_payload.eq(None::<Vec<u8>>),
+                deliveries::sent_at.eq(now),
+                deliveries::updated_at.eq(now),
+                deliveries::error_class.eq(None::<String>),
+                deliveries::last_error.eq(None::<String>),
+            ))
+            .execute(conn)
+            .await
+            .map(drop)
+    }
+
+    /// Final failure (`failed` or `expired`): the secret is erased, the reason kept.
+    pub async fn mark_final_failure(
+        conn: &mut DbConn,
+        id: DeliveryId,
+        status: &str,
+        provider: Option<&str>,
+        error_class: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> QueryResult<()> {
+        diesel::update(deliveries::table.find(id))
+            .set((
+                deliveries::status.eq(status),
+                deliveries::provider.eq(provider),
+                deliveries::sealed_payload.eq(None::<Vec<u8>>),
+                deliveries::error_class.eq(error_class),
+                deliveries::last_error.eq(error),
+                deliveries::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await
+            .map(drop)
+    }
+
+    /// A failed attempt that will be tried again: back to `queued` with the reason.
+    pub async fn mark_retry(
+        conn: &mut DbConn,
+        id: DeliveryId,
+        provider: Option<&str>,
+        error_class: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> QueryResult<()> {
+        diesel::update(deliveries::table.find(id))
+            .set((
+                deliveries::status.eq(STATUS_QUEUED),
+                deliveries::provider.eq(provider),
+                deliveries::error_class.eq(error_class),
+                deliveries::last_error.eq(error),
+                deliveries::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await
+            .map(drop)
+    }
+}

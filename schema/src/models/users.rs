@@ -1,0 +1,121 @@
+use chrono::{DateTime, Utc};
+use diesel::{ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult, Queryable, Selectable, SelectableHelper};
+use diesel_async::RunQueryDsl;
+
+use crate::DbConn;
+use crate::ids::{AppId, UserId};
+use crate::schema::users;
+
+pub const STATUS_ACTIVE: &str = "active";
+pub const STATUS_DISABLED: &str = "disabled";
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+pub struct User {
+    pub id: UserId,
+    pub app_id: AppId,
+    pub email: Option<String>,
+    pub phone_number: Option<String>,
+    pub username: Option<String>,
+    pub external_user_id: Option<String>,
+    pub status: String,
+    pub email_verified_at: Option<DateTime<Utc>>,
+    pub phone_number_verified_at: Option<DateTime<Utc>>,
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub id: UserId,
+    pub app_id: AppId,
+    pub email: Option<&'a str>,
+    pub phone_number: Option<&'a str>,
+    pub username: Option<&'a str>,
+    pub external_user_id: Option<&'a str>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// How a caller names a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    Id(UserId),
+    Email(&'a str),
+    PhoneNumber(&'a str),
+    Username(&'a str),
+    ExternalId(&'a str),
+}
+
+impl NewUser<'_> {
+    /// Inserts the user, or returns the existing one when a concurrent insert won the race on the
+    /// same unique identifier.
+    pub async fn insert_or_get(&self, conn: &mut DbConn) -> QueryResult<User> {
+        let inserted = diesel::insert_into(users::table)
+            .values(self)
+            .on_conflict_do_nothing()
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await
+            .optional()?;
+        match inserted {
+            Some(user) => Ok(user),
+            None => {
+                let lookup = if let Some(email) = self.email {
+                    Lookup::Email(email)
+                } else if let Some(phone) = self.phone_number {
+                    Lookup::PhoneNumber(phone)
+                } else if let Some(username) = self.username {
+                    Lookup::Username(username)
+                } else if let Some(external) = self.external_user_id {
+                    Lookup::ExternalId(external)
+                } else {
+                    Lookup::Id(self.id)
+                };
+                User::find(conn, self.app_id, &lookup)
+                    .await?
+                    .ok_or(diesel::result::Error::NotFound)
+            }
+        }
+    }
+}
+
+impl User {
+    pub async fn find(conn: &mut DbConn, app: AppId, lookup: &Lookup<'_>) -> QueryResult<Option<User>> {
+        let query = users::table.filter(users::app_id.eq(app)).into_boxed();
+        let query = match lookup {
+            Lookup::Id(id) => query.filter(users::id.eq(*id)),
+            Lookup::Email(v) => query.filter(users::email.eq(*v)),
+            Lookup::PhoneNumber(v) => query.filter(users::phone_number.eq(*v)),
+            Lookup::Username(v) => query.filter(users::username.eq(*v)),
+            Lookup::ExternalId(v) => query.filter(users::external_user_id.eq(*v)),
+        };
+        query.select(User::as_select()).first(conn).await.optional()
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.status == STATUS_ACTIVE
+    }
+
+    /// Records a successful login and, for a code sent to the address, that the address works.
+    pub async fn mark_login(
+        conn: &mut DbConn,
+        id: UserId,
+        now: DateTime<Utc>,
+        email_verified: bool,
+    ) -> QueryResult<()> {
+        diesel::update(users::table.find(id))
+            .set((users::last_login_at.eq(now), users::updated_at.eq(now)))
+            .execute(conn)
+            .await?;
+        if email_verified {
+            diesel::update(users::table.find(id).filter(users::email_verified_at.is_null()))
+                .set(users::email_verified_at.eq(now))
+                .execute(conn)
+                .await?;
+        }
+        Ok(())
+    }
+}
