@@ -8,6 +8,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+pub use passgate_core::crypto::hash_client_secret;
 use passgate_core::crypto::{SecretKey, ct_eq};
 use passgate_schema::ids::AppId;
 use serde::{Deserialize, Serialize};
@@ -15,13 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-const CLIENT_SECRET_PURPOSE: &str = "client-secret";
 const TOKEN_USE: &str = "client";
-
-/// The keyed hash stored for a client secret.
-pub fn hash_client_secret(client_key: &SecretKey, secret: &str) -> [u8; 32] {
-    client_key.keyed_hash(CLIENT_SECRET_PURPOSE, secret.as_bytes())
-}
 
 /// Checks a presented secret against the stored hash in constant time.
 pub fn client_secret_matches(client_key: &SecretKey, secret: &str, stored: &[u8]) -> bool {
@@ -51,7 +46,9 @@ pub struct ClientTokens {
 
 impl std::fmt::Debug for ClientTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientTokens").field("issuer", &self.issuer).finish_non_exhaustive()
+        f.debug_struct("ClientTokens")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,7 +70,13 @@ impl ClientTokens {
         })
     }
 
-    pub fn issue(&self, app: AppId, client_id: &str, now: DateTime<Utc>, ttl_secs: i64) -> Result<String, ApiError> {
+    pub fn issue(
+        &self,
+        app: AppId,
+        client_id: &str,
+        now: DateTime<Utc>,
+        ttl_secs: i64,
+    ) -> Result<String, ApiError> {
         let claims = ClientClaims {
             iss: self.issuer.clone(),
             sub: client_id.to_owned(),
@@ -83,18 +86,23 @@ impl ClientTokens {
             app_id: app,
             token_use: TOKEN_USE.to_owned(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(ApiError::internal)
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(ApiError::internal)
     }
 
     /// The app a token speaks for; `None` for anything missing, expired, forged or foreign.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Option<Caller> {
-        let data = jsonwebtoken::decode::<ClientClaims>(token, &self.decoding, &self.validation).ok()?;
+        let data =
+            jsonwebtoken::decode::<ClientClaims>(token, &self.decoding, &self.validation).ok()?;
         let claims = data.claims;
         // `exp` is checked by the library against the system clock; check it against ours too.
         if claims.token_use != TOKEN_USE || claims.exp <= now.timestamp() {
             return None;
         }
-        Some(Caller { app_id: claims.app_id, client_id: claims.sub })
+        Some(Caller {
+            app_id: claims.app_id,
+            client_id: claims.sub,
+        })
     }
 }
 
@@ -108,7 +116,10 @@ pub struct Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(AUTHORIZATION)

@@ -41,7 +41,11 @@ impl Waiters {
     }
 
     fn resolve(&self, reply: CommandReply) {
-        let waiter = self.inner.lock().ok().and_then(|mut map| map.remove(&reply.request_id));
+        let waiter = self
+            .inner
+            .lock()
+            .ok()
+            .and_then(|mut map| map.remove(&reply.request_id));
         if let Some(tx) = waiter {
             let _ = tx.send(reply);
         }
@@ -54,7 +58,10 @@ pub async fn setup(conn: Arc<Connection>, waiters: Arc<Waiters>) -> anyhow::Resu
         .basic_consume(
             DIRECT_REPLY_TO.into(),
             "passgate-api-replies".into(),
-            BasicConsumeOptions { no_ack: true, ..Default::default() },
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await?;

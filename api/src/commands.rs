@@ -42,7 +42,11 @@ pub struct Submission<'a> {
 }
 
 impl<'a> Submission<'a> {
-    pub fn from_headers(kind: MessageKind, headers: &HeaderMap, raw_body: &'a [u8]) -> Result<Self, ApiError> {
+    pub fn from_headers(
+        kind: MessageKind,
+        headers: &HeaderMap,
+        raw_body: &'a [u8],
+    ) -> Result<Self, ApiError> {
         let idempotency_key = match headers.get("idempotency-key") {
             None => None,
             Some(v) => {
@@ -51,7 +55,10 @@ impl<'a> Submission<'a> {
                     .map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII"))?
                     .trim();
                 if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
-                    return Err(ApiError::invalid("Idempotency-Key", "must be 1 to 255 characters"));
+                    return Err(ApiError::invalid(
+                        "Idempotency-Key",
+                        "must be 1 to 255 characters",
+                    ));
                 }
                 Some(key.to_owned())
             }
@@ -62,7 +69,12 @@ impl<'a> Submission<'a> {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
-        Ok(Self { kind, raw_body, idempotency_key, respond_async })
+        Ok(Self {
+            kind,
+            raw_body,
+            idempotency_key,
+            respond_async,
+        })
     }
 }
 
@@ -84,8 +96,16 @@ pub async fn submit<P: Serialize>(
 
     let mut conn = db::conn(&state.db).await?;
     if let (Some(key), Some(fingerprint)) = (&submission.idempotency_key, &fingerprint) {
-        AuthRequest::release_idempotency_key(&mut conn, caller.app_id, key, now - IDEMPOTENCY_WINDOW).await?;
-        if let Some(existing) = AuthRequest::find_by_idempotency_key(&mut conn, caller.app_id, key).await? {
+        AuthRequest::release_idempotency_key(
+            &mut conn,
+            caller.app_id,
+            key,
+            now - IDEMPOTENCY_WINDOW,
+        )
+        .await?;
+        if let Some(existing) =
+            AuthRequest::find_by_idempotency_key(&mut conn, caller.app_id, key).await?
+        {
             drop(conn);
             return replay(state, existing, fingerprint, submission.respond_async).await;
         }
@@ -103,12 +123,15 @@ pub async fn submit<P: Serialize>(
     if !inserted {
         // A concurrent call with the same idempotency key won the race.
         if let (Some(key), Some(fingerprint)) = (&submission.idempotency_key, &fingerprint)
-            && let Some(existing) = AuthRequest::find_by_idempotency_key(&mut conn, caller.app_id, key).await?
+            && let Some(existing) =
+                AuthRequest::find_by_idempotency_key(&mut conn, caller.app_id, key).await?
         {
             drop(conn);
             return replay(state, existing, fingerprint, submission.respond_async).await;
         }
-        return Err(ApiError::internal(anyhow::anyhow!("request row was not inserted")));
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "request row was not inserted"
+        )));
     }
 
     let envelope = Envelope::new(id.0, submission.kind, caller.app_id, now, payload);
@@ -126,7 +149,8 @@ pub async fn submit<P: Serialize>(
         return Err(ApiError::ServiceUnavailable);
     }
     drop(conn);
-    metrics::counter!("passgate_api_commands_total", "type" => submission.kind.as_str()).increment(1);
+    metrics::counter!("passgate_api_commands_total", "type" => submission.kind.as_str())
+        .increment(1);
 
     let Some(waiter) = waiter else {
         return Ok(accepted(id));
@@ -149,7 +173,9 @@ async fn publish<P: Serialize>(
 ) -> Result<(), passgate_core::amqp::PublishError> {
     let broker = state.broker.borrow().clone();
     let Some(broker) = broker else {
-        return Err(passgate_core::amqp::PublishError::Unavailable("not connected".to_owned()));
+        return Err(passgate_core::amqp::PublishError::Unavailable(
+            "not connected".to_owned(),
+        ));
     };
     let mut props = properties(&id.to_string(), envelope.kind, &envelope.app_id.to_string())
         .with_correlation_id(id.to_string().into())
@@ -175,7 +201,10 @@ async fn replay(
     fingerprint: &[u8; 32],
     respond_async: bool,
 ) -> Result<Response, ApiError> {
-    let same = existing.request_hash.as_deref().is_some_and(|h| ct_eq(h, fingerprint));
+    let same = existing
+        .request_hash
+        .as_deref()
+        .is_some_and(|h| ct_eq(h, fingerprint));
     if !same {
         return Err(ApiError::IdempotencyKeyReused);
     }
@@ -242,24 +271,38 @@ pub fn open_body(
 fn reply_response(state: &AppState, reply: CommandReply) -> Result<Response, ApiError> {
     let sealed = match &reply.sealed_body {
         Some(b64) => Some(
-            base64_decode(b64).ok_or_else(|| ApiError::internal(anyhow::anyhow!("reply body is not base64")))?,
+            base64_decode(b64)
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("reply body is not base64")))?,
         ),
         None => None,
     };
     let body = open_body(state, reply.request_id, reply.body, sealed.as_deref())?;
     let status = StatusCode::from_u16(reply.http_status).map_err(ApiError::internal)?;
-    Ok(with_retry_after((status, Json(body)).into_response(), reply.retry_after))
+    Ok(with_retry_after(
+        (status, Json(body)).into_response(),
+        reply.retry_after,
+    ))
 }
 
 fn stored_response(state: &AppState, row: &AuthRequest) -> Result<Response, ApiError> {
-    let body = open_body(state, row.id, row.response.clone(), row.response_sealed.as_deref())?;
+    let body = open_body(
+        state,
+        row.id,
+        row.response.clone(),
+        row.response_sealed.as_deref(),
+    )?;
     let status = StatusCode::from_u16(u16::try_from(row.http_status.unwrap_or(500)).unwrap_or(500))
         .map_err(ApiError::internal)?;
     let retry_after = row.retry_after.and_then(|s| u32::try_from(s).ok());
-    Ok(with_retry_after((status, Json(body)).into_response(), retry_after))
+    Ok(with_retry_after(
+        (status, Json(body)).into_response(),
+        retry_after,
+    ))
 }
 
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
 }

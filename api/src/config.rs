@@ -26,19 +26,31 @@ pub struct ApiConfig {
 
 impl ApiConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let bind: String = config::optional("PASSGATE_API_BIND").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let bind: String =
+            config::optional("PASSGATE_API_BIND").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
         Ok(Self {
             common: Common::from_env()?,
-            bind: bind.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-                name: "PASSGATE_API_BIND",
-                reason: e.to_string(),
-            })?,
+            bind: bind
+                .parse()
+                .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                    name: "PASSGATE_API_BIND",
+                    reason: e.to_string(),
+                })?,
             client_key: config::key("PASSGATE_CLIENT_KEY")?,
             transport_key: config::key("PASSGATE_TRANSPORT_KEY")?,
-            wait_timeout: Duration::from_millis(config::parse_or("PASSGATE_WAIT_TIMEOUT_MS", 10_000)?),
-            client_token_ttl: Duration::from_secs(config::parse_or("PASSGATE_CLIENT_TOKEN_TTL_SECS", 3600)?),
+            wait_timeout: Duration::from_millis(config::parse_or(
+                "PASSGATE_WAIT_TIMEOUT_MS",
+                10_000,
+            )?),
+            client_token_ttl: Duration::from_secs(config::parse_or(
+                "PASSGATE_CLIENT_TOKEN_TTL_SECS",
+                3600,
+            )?),
             max_body_bytes: config::parse_or("PASSGATE_MAX_BODY_BYTES", 65_536)?,
-            publish_timeout: Duration::from_millis(config::parse_or("PASSGATE_PUBLISH_TIMEOUT_MS", 5_000)?),
+            publish_timeout: Duration::from_millis(config::parse_or(
+                "PASSGATE_PUBLISH_TIMEOUT_MS",
+                5_000,
+            )?),
         })
     }
 }

@@ -41,7 +41,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::InvalidInput { field: field.into(), message: message.into() }
+        Self::InvalidInput {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
@@ -106,7 +109,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(body)).into_response();
         match self {
             Self::ServiceUnavailable => {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
             }
             Self::Unauthorized | Self::InvalidClient => {
                 response

@@ -23,13 +23,15 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let raw = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge(state.config.max_body_bytes)
-            } else {
-                ApiError::invalid("body", e.body_text())
-            }
-        })?;
+        let raw = Bytes::from_request(req, state)
+            .await
+            .map_err(|e: BytesRejection| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge(state.config.max_body_bytes)
+                } else {
+                    ApiError::invalid("body", e.body_text())
+                }
+            })?;
         let value = parse(&raw)?;
         Ok(Self { value, raw })
     }

@@ -61,7 +61,12 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -91,7 +96,10 @@ pub fn router(state: AppState) -> axum::Router {
     let json_api = api.clone();
     router
         .route("/.well-known/jwks.json", get(routes::oidc::jwks))
-        .route("/openapi.json", get(move || async move { Json(json_api.as_ref().clone()) }))
+        .route(
+            "/openapi.json",
+            get(move || async move { Json(json_api.as_ref().clone()) }),
+        )
         .merge(Scalar::with_url("/docs", api.as_ref().clone()))
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
@@ -124,7 +132,13 @@ async fn observe(State(_state): State<AppState>, mut req: Request, next: Next) -
     let elapsed = started.elapsed().as_secs_f64();
     metrics::counter!("passgate_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()).increment(1);
     metrics::histogram!("passgate_http_request_duration_seconds", "method" => method, "route" => route).record(elapsed);
-    span.in_scope(|| tracing::debug!(http.status = status, elapsed_ms = elapsed * 1000.0, "request done"));
+    span.in_scope(|| {
+        tracing::debug!(
+            http.status = status,
+            elapsed_ms = elapsed * 1000.0,
+            "request done"
+        )
+    });
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
@@ -152,7 +166,10 @@ pub fn start(
         |_| async {},
     );
     let state = AppState {
-        client_tokens: Arc::new(ClientTokens::new(&config.client_key, &config.common.issuer)?),
+        client_tokens: Arc::new(ClientTokens::new(
+            &config.client_key,
+            &config.common.issuer,
+        )?),
         transport: Sealer::new(&config.transport_key),
         config: Arc::new(config),
         db,

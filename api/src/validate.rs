@@ -9,7 +9,12 @@ use crate::error::ApiError;
 /// real proof is that the code arrives).
 pub fn email(field: &str, raw: &str) -> Result<String, ApiError> {
     let email = raw.trim().to_lowercase();
-    let bad = |why: &str| Err(ApiError::invalid(field, format!("not a valid email address: {why}")));
+    let bad = |why: &str| {
+        Err(ApiError::invalid(
+            field,
+            format!("not a valid email address: {why}"),
+        ))
+    };
     if email.len() > 254 {
         return bad("longer than 254 characters");
     }
@@ -19,11 +24,22 @@ pub fn email(field: &str, raw: &str) -> Result<String, ApiError> {
     if local.is_empty() || local.len() > 64 {
         return bad("local part must be 1 to 64 characters");
     }
-    if domain.len() < 3 || !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
+    if domain.len() < 3
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+        || domain.contains("..")
+    {
         return bad("domain must be a dotted host name");
     }
-    if email.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '(' | ')' | ',' | ';' | ':' | '\\' | '"' | '[' | ']'))
-        || local.contains('@')
+    if email.chars().any(|c| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(
+                c,
+                '<' | '>' | '(' | ')' | ',' | ';' | ':' | '\\' | '"' | '[' | ']'
+            )
+    }) || local.contains('@')
     {
         return bad("contains a character that is not allowed");
     }
@@ -32,10 +48,20 @@ pub fn email(field: &str, raw: &str) -> Result<String, ApiError> {
 
 /// An E.164 phone number: `+` and 8 to 15 digits.
 pub fn phone_number(field: &str, raw: &str) -> Result<String, ApiError> {
-    let compact: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
+    let compact: String = raw
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
+        .collect();
     let digits = compact.strip_prefix('+').unwrap_or("");
-    if digits.len() < 8 || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.starts_with('0') {
-        return Err(ApiError::invalid(field, "must be an E.164 phone number such as +14155550123"));
+    if digits.len() < 8
+        || digits.len() > 15
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || digits.starts_with('0')
+    {
+        return Err(ApiError::invalid(
+            field,
+            "must be an E.164 phone number such as +14155550123",
+        ));
     }
     Ok(compact)
 }
@@ -53,7 +79,10 @@ pub fn identifier(kind: IdentifierType, raw: &str) -> Result<String, ApiError> {
         IdentifierType::Username => {
             let name = raw.trim();
             if name.is_empty() || name.chars().count() > 256 || name.chars().any(char::is_control) {
-                Err(ApiError::invalid("identifier", "must be 1 to 256 printable characters"))
+                Err(ApiError::invalid(
+                    "identifier",
+                    "must be 1 to 256 printable characters",
+                ))
             } else {
                 Ok(name.to_owned())
             }
@@ -67,16 +96,37 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(email("e", " Alice@Example.COM ").ok().as_deref(), Some("alice@example.com"));
-        for bad in ["", "alice", "@example.com", "alice@", "alice@example", "a b@example.com", "alice@.example.com", "alice@example..com"] {
+        assert_eq!(
+            email("e", " Alice@Example.COM ").ok().as_deref(),
+            Some("alice@example.com")
+        );
+        for bad in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "alice@example",
+            "a b@example.com",
+            "alice@.example.com",
+            "alice@example..com",
+        ] {
             assert!(email("e", bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn phone_numbers_must_be_e164() {
-        assert_eq!(phone_number("p", "+1 (415) 555-0123").ok().as_deref(), Some("+14155550123"));
-        for bad in ["4155550123", "+0123456789", "+1234", "+1415555012a", "+1234567890123456"] {
+        assert_eq!(
+            phone_number("p", "+1 (415) 555-0123").ok().as_deref(),
+            Some("+14155550123")
+        );
+        for bad in [
+            "4155550123",
+            "+0123456789",
+            "+1234",
+            "+1415555012a",
+            "+1234567890123456",
+        ] {
             assert!(phone_number("p", bad).is_err(), "{bad}");
         }
     }
@@ -84,7 +134,13 @@ mod tests {
     #[test]
     fn identifiers_by_type() {
         assert!(identifier(IdentifierType::UserId, "not-a-uuid").is_err());
-        assert!(identifier(IdentifierType::UserId, "0190d1a4-7a1e-7cc0-8000-000000000001").is_ok());
+        assert!(
+            identifier(
+                IdentifierType::UserId,
+                "0190d1a4-7a1e-7cc0-8000-000000000001"
+            )
+            .is_ok()
+        );
         assert!(identifier(IdentifierType::Username, "   ").is_err());
     }
 }

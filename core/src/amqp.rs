@@ -12,7 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Event, ExchangeKind};
 use passgate_schema::messages::MessageKind;
@@ -43,10 +46,22 @@ pub struct QueueSpec {
 }
 
 pub const WORK_QUEUES: [QueueSpec; 4] = [
-    QueueSpec { name: CODEGEN_QUEUE, kinds: &[MessageKind::OtpSend] },
-    QueueSpec { name: VERIFY_QUEUE, kinds: &[MessageKind::OtpAuthenticate] },
-    QueueSpec { name: DELIVERY_EMAIL_QUEUE, kinds: &[MessageKind::DeliverEmail] },
-    QueueSpec { name: DELIVERY_SMS_QUEUE, kinds: &[] },
+    QueueSpec {
+        name: CODEGEN_QUEUE,
+        kinds: &[MessageKind::OtpSend],
+    },
+    QueueSpec {
+        name: VERIFY_QUEUE,
+        kinds: &[MessageKind::OtpAuthenticate],
+    },
+    QueueSpec {
+        name: DELIVERY_EMAIL_QUEUE,
+        kinds: &[MessageKind::DeliverEmail],
+    },
+    QueueSpec {
+        name: DELIVERY_SMS_QUEUE,
+        kinds: &[],
+    },
 ];
 
 /// The queue a message type is routed to.
@@ -65,32 +80,71 @@ fn quorum_args(dead_letter: bool) -> FieldTable {
     let mut args = FieldTable::default();
     args.insert(s("x-queue-type"), AMQPValue::LongString("quorum".into()));
     if dead_letter {
-        args.insert(s("x-delivery-limit"), AMQPValue::LongLongInt(DELIVERY_LIMIT));
-        args.insert(s("x-dead-letter-exchange"), AMQPValue::LongString(DEAD_LETTER_EXCHANGE.into()));
-        args.insert(s("x-dead-letter-strategy"), AMQPValue::LongString("at-least-once".into()));
-        args.insert(s("x-overflow"), AMQPValue::LongString("reject-publish".into()));
+        args.insert(
+            s("x-delivery-limit"),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
+        args.insert(
+            s("x-dead-letter-exchange"),
+            AMQPValue::LongString(DEAD_LETTER_EXCHANGE.into()),
+        );
+        args.insert(
+            s("x-dead-letter-strategy"),
+            AMQPValue::LongString("at-least-once".into()),
+        );
+        args.insert(
+            s("x-overflow"),
+            AMQPValue::LongString("reject-publish".into()),
+        );
     }
     args
 }
 
 /// Declares every exchange, queue and binding. Idempotent; every process runs it at start-up.
 pub async fn declare_topology(channel: &Channel) -> lapin::Result<()> {
-    let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     channel
-        .exchange_declare(s(COMMANDS_EXCHANGE), ExchangeKind::Direct, durable, FieldTable::default())
+        .exchange_declare(
+            s(COMMANDS_EXCHANGE),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
         .await?;
     channel
-        .exchange_declare(s(EVENTS_EXCHANGE), ExchangeKind::Topic, durable, FieldTable::default())
+        .exchange_declare(
+            s(EVENTS_EXCHANGE),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
         .await?;
     channel
-        .exchange_declare(s(DEAD_LETTER_EXCHANGE), ExchangeKind::Fanout, durable, FieldTable::default())
+        .exchange_declare(
+            s(DEAD_LETTER_EXCHANGE),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
         .await?;
-    let queue_opts = QueueDeclareOptions { durable: true, ..Default::default() };
+    let queue_opts = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     channel
         .queue_declare(s(DEAD_QUEUE), queue_opts, quorum_args(false))
         .await?;
     channel
-        .queue_bind(s(DEAD_QUEUE), s(DEAD_LETTER_EXCHANGE), s(""), QueueBindOptions::default(), FieldTable::default())
+        .queue_bind(
+            s(DEAD_QUEUE),
+            s(DEAD_LETTER_EXCHANGE),
+            s(""),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     for spec in WORK_QUEUES {
         channel
@@ -120,7 +174,9 @@ pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
 /// A channel in publisher-confirm mode.
 pub async fn confirm_channel(conn: &Connection) -> lapin::Result<Channel> {
     let channel = conn.create_channel().await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     Ok(channel)
 }
 
@@ -167,7 +223,10 @@ pub async fn publish_confirmed(
             .basic_publish(
                 s(exchange),
                 s(routing_key),
-                BasicPublishOptions { mandatory: true, ..Default::default() },
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
                 payload,
                 properties,
             )

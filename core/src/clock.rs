@@ -21,7 +21,9 @@ impl Clock {
     }
 
     pub fn offset_file(path: PathBuf) -> Self {
-        Self { offset_file: Some(Arc::new(path)) }
+        Self {
+            offset_file: Some(Arc::new(path)),
+        }
     }
 
     /// The system clock, or the test clock when `PASSGATE_TEST_CLOCK_FILE` is set.
@@ -36,7 +38,10 @@ impl Clock {
         self.offset_file.is_some()
     }
 
-    #[expect(clippy::disallowed_methods, reason = "the one place that reads the system time")]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the one place that reads the system time"
+    )]
     pub fn now(&self) -> DateTime<Utc> {
         let now = Utc::now();
         match &self.offset_file {

@@ -88,6 +88,11 @@ impl SecretKey {
     }
 }
 
+/// The keyed hash stored for an app's client secret (under `PASSGATE_CLIENT_KEY`).
+pub fn hash_client_secret(client_key: &SecretKey, secret: &str) -> [u8; 32] {
+    client_key.keyed_hash("client-secret", secret.as_bytes())
+}
+
 /// Compares two secrets (or their hashes) in constant time.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
@@ -127,7 +132,13 @@ impl Sealer {
         let nonce = XNonce::from(nonce_bytes);
         let ciphertext = self
             .cipher
-            .encrypt(&nonce, Payload { msg: plaintext, aad: context })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: context,
+                },
+            )
             .map_err(|_| SealError::Seal)?;
         let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         out.extend_from_slice(&nonce_bytes);
@@ -143,17 +154,26 @@ impl Sealer {
         let nonce_bytes: [u8; NONCE_LEN] = nonce_bytes.try_into().map_err(|_| SealError::Open)?;
         let nonce = XNonce::from(nonce_bytes);
         self.cipher
-            .decrypt(&nonce, Payload { msg: ciphertext, aad: context })
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: ciphertext,
+                    aad: context,
+                },
+            )
             .map_err(|_| SealError::Open)
     }
 
     /// [`Sealer::seal`] as unpadded URL-safe base64, for JSON messages.
     pub fn seal_b64(&self, context: &[u8], plaintext: &[u8]) -> Result<String, SealError> {
-        self.seal(context, plaintext).map(|v| URL_SAFE_NO_PAD.encode(v))
+        self.seal(context, plaintext)
+            .map(|v| URL_SAFE_NO_PAD.encode(v))
     }
 
     pub fn open_b64(&self, context: &[u8], sealed: &str) -> Result<Vec<u8>, SealError> {
-        let raw = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| SealError::Open)?;
+        let raw = URL_SAFE_NO_PAD
+            .decode(sealed)
+            .map_err(|_| SealError::Open)?;
         self.open(context, &raw)
     }
 }
@@ -219,13 +239,17 @@ mod tests {
             }
         }
         // 12,000 digits: each should appear about 1,200 times.
-        assert!(counts.iter().all(|&c| (900..1500).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (900..1500).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]
     fn key_parsing_accepts_base64_and_hex_and_redacts() {
         let key = SecretKey::generate();
-        let parsed = SecretKey::parse(&key.to_base64()).unwrap_or_else(|_| SecretKey::from_bytes([0; 32]));
+        let parsed =
+            SecretKey::parse(&key.to_base64()).unwrap_or_else(|_| SecretKey::from_bytes([0; 32]));
         assert_eq!(parsed.as_bytes(), key.as_bytes());
         assert!(SecretKey::parse(&"ab".repeat(32)).is_ok());
         assert!(SecretKey::parse("short").is_err());

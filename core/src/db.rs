@@ -71,7 +71,9 @@ pub fn pool(url: &str, size: usize, wait: Duration) -> Result<DbPool, DbError> {
 
 /// A connection from the pool; failure to get one is `Unavailable`.
 pub async fn conn(pool: &DbPool) -> Result<PooledConn, DbError> {
-    pool.get().await.map_err(|e| DbError::Unavailable(e.to_string()))
+    pool.get()
+        .await
+        .map_err(|e| DbError::Unavailable(e.to_string()))
 }
 
 /// Applies pending migrations. Safe to run from several processes at once: an advisory lock

@@ -32,7 +32,9 @@ pub struct ActiveKey {
 
 impl std::fmt::Debug for ActiveKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActiveKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("ActiveKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -47,7 +49,11 @@ pub enum KeyError {
 }
 
 /// Creates and stores a new key; returns its id.
-pub async fn create(conn: &mut DbConn, sealer: &Sealer, now: DateTime<Utc>) -> Result<String, KeyError> {
+pub async fn create(
+    conn: &mut DbConn,
+    sealer: &Sealer,
+    now: DateTime<Utc>,
+) -> Result<String, KeyError> {
     let seed: [u8; 32] = rand::random();
     let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
     let public = signing.verifying_key().to_bytes();
@@ -69,7 +75,11 @@ pub async fn create(conn: &mut DbConn, sealer: &Sealer, now: DateTime<Utc>) -> R
 }
 
 /// The active key, created if there is none yet (one creator at a time: advisory lock).
-pub async fn active(conn: &mut DbConn, sealer: &Sealer, now: DateTime<Utc>) -> Result<ActiveKey, KeyError> {
+pub async fn active(
+    conn: &mut DbConn,
+    sealer: &Sealer,
+    now: DateTime<Utc>,
+) -> Result<ActiveKey, KeyError> {
     if let Some(key) = SigningKey::active(conn).await? {
         return open(&key, sealer);
     }

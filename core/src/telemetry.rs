@@ -13,7 +13,9 @@ use tracing_subscriber::EnvFilter;
 pub fn init_tracing() {
     let filter = EnvFilter::try_from_env("PASSGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("PASSGATE_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true);
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {
@@ -69,7 +71,10 @@ impl Default for Shutdown {
 impl Shutdown {
     pub fn new() -> Self {
         let (tx, rx) = watch::channel(false);
-        Self { tx: std::sync::Arc::new(tx), rx }
+        Self {
+            tx: std::sync::Arc::new(tx),
+            rx,
+        }
     }
 
     pub fn trigger(&self) {

@@ -34,7 +34,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         .borrow()
         .as_ref()
         .is_some_and(|b| b.conn.status().connected() && b.channel.status().connected());
-    let status = if database && broker { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if database && broker {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if status == StatusCode::OK { "ready" } else { "unavailable" },
         "database": if database { "up" } else { "down" },

@@ -39,8 +39,14 @@ fn credentials(headers: &HeaderMap, form: &TokenRequest) -> Option<(String, Stri
     if let (Some(id), Some(secret)) = (&form.client_id, &form.client_secret) {
         return Some((id.clone(), secret.clone()));
     }
-    let basic = headers.get(AUTHORIZATION)?.to_str().ok()?.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(basic.trim()).ok()?;
+    let basic = headers
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(basic.trim())
+        .ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (id, secret) = decoded.split_once(':')?;
     Some((id.to_owned(), secret.to_owned()))
@@ -73,7 +79,11 @@ pub async fn token(
     drop(conn);
     let key = &state.config.client_key;
     let app = match app {
-        Some(app) if app.is_active() && client_secret_matches(key, &secret, &app.client_secret_hash) => app,
+        Some(app)
+            if app.is_active() && client_secret_matches(key, &secret, &app.client_secret_hash) =>
+        {
+            app
+        }
         other => {
             if other.is_none() {
                 // Same work for unknown clients as for known ones.
@@ -84,14 +94,27 @@ pub async fn token(
         }
     };
     let ttl = state.config.client_token_ttl.as_secs();
-    let access_token = state.client_tokens.issue(app.id, &app.client_id, state.clock.now(), i64::try_from(ttl).unwrap_or(3600))?;
-    Ok(Json(TokenResponse { access_token, token_type: "Bearer".to_owned(), expires_in: ttl }))
+    let access_token = state.client_tokens.issue(
+        app.id,
+        &app.client_id,
+        state.clock.now(),
+        i64::try_from(ttl).unwrap_or(3600),
+    )?;
+    Ok(Json(TokenResponse {
+        access_token,
+        token_type: "Bearer".to_owned(),
+        expires_in: ttl,
+    }))
 }
 
 fn parse_form(body: &[u8]) -> Result<TokenRequest, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
         .map_err(|e| ApiError::invalid("body", format!("not a form body: {e}")))?;
-    let mut form = TokenRequest { grant_type: None, client_id: None, client_secret: None };
+    let mut form = TokenRequest {
+        grant_type: None,
+        client_id: None,
+        client_secret: None,
+    };
     for (k, v) in pairs {
         match k.as_str() {
             "grant_type" => form.grant_type = Some(v),

@@ -108,16 +108,25 @@ pub async fn send(
 ) -> Result<Response, ApiError> {
     let req = body.value;
     if req.channel == Channel::Sms {
-        return Err(ApiError::invalid("channel", "sms delivery is not available yet; use email"));
+        return Err(ApiError::invalid(
+            "channel",
+            "sms delivery is not available yet; use email",
+        ));
     }
     let identifier = validate::identifier(req.identifier_type, &req.identifier)?;
     if req.identifier_type == IdentifierType::PhoneNumber && req.create_new_user {
-        return Err(ApiError::invalid("create_new_user", "a new user for an email code needs identifier_type email"));
+        return Err(ApiError::invalid(
+            "create_new_user",
+            "a new user for an email code needs identifier_type email",
+        ));
     }
     if let Some(minutes) = req.expires_in
         && !(1..=10).contains(&minutes)
     {
-        return Err(ApiError::invalid("expires_in", "must be between 1 and 10 minutes"));
+        return Err(ApiError::invalid(
+            "expires_in",
+            "must be between 1 and 10 minutes",
+        ));
     }
     let payload = OtpSend {
         channel: req.channel,

@@ -46,8 +46,17 @@ pub async fn get(
         "http_status": row.http_status,
     });
     if row.is_final() {
-        let body = open_body(&state, row.id, row.response.clone(), row.response_sealed.as_deref())?;
-        let key = if row.http_status.unwrap_or(500) < 400 { "result" } else { "error" };
+        let body = open_body(
+            &state,
+            row.id,
+            row.response.clone(),
+            row.response_sealed.as_deref(),
+        )?;
+        let key = if row.http_status.unwrap_or(500) < 400 {
+            "result"
+        } else {
+            "error"
+        };
         out[key] = body;
     }
     Ok(Json(out))

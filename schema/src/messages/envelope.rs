@@ -67,7 +67,13 @@ pub struct Envelope<P> {
 }
 
 impl<P> Envelope<P> {
-    pub fn new(id: Uuid, kind: MessageKind, app_id: AppId, created_at: DateTime<Utc>, payload: P) -> Self {
+    pub fn new(
+        id: Uuid,
+        kind: MessageKind,
+        app_id: AppId,
+        created_at: DateTime<Utc>,
+        payload: P,
+    ) -> Self {
         Self {
             id,
             kind,

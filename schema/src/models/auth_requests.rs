@@ -3,7 +3,10 @@
 //! same transaction as the command's effect, which makes redelivered commands harmless.
 
 use chrono::{DateTime, Utc};
-use diesel::{ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult, Queryable, Selectable, SelectableHelper};
+use diesel::{
+    ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult, Queryable, Selectable,
+    SelectableHelper,
+};
 use diesel_async::RunQueryDsl;
 
 use crate::DbConn;
@@ -70,7 +73,11 @@ impl AuthRequest {
         self.status != STATUS_PENDING
     }
 
-    pub async fn find(conn: &mut DbConn, app: AppId, id: RequestId) -> QueryResult<Option<AuthRequest>> {
+    pub async fn find(
+        conn: &mut DbConn,
+        app: AppId,
+        id: RequestId,
+    ) -> QueryResult<Option<AuthRequest>> {
         auth_requests::table
             .find(id)
             .filter(auth_requests::app_id.eq(app))
@@ -124,8 +131,16 @@ impl AuthRequest {
     }
 
     /// Records the final answer, once: `false` if the row was already final.
-    pub async fn complete(conn: &mut DbConn, id: RequestId, done: &Completion<'_>) -> QueryResult<bool> {
-        let status = if done.http_status < 400 { STATUS_SUCCEEDED } else { STATUS_FAILED };
+    pub async fn complete(
+        conn: &mut DbConn,
+        id: RequestId,
+        done: &Completion<'_>,
+    ) -> QueryResult<bool> {
+        let status = if done.http_status < 400 {
+            STATUS_SUCCEEDED
+        } else {
+            STATUS_FAILED
+        };
         let n = diesel::update(
             auth_requests::table
                 .find(id)

@@ -3,7 +3,10 @@
 //! payload is erased once the message has left.
 
 use chrono::{DateTime, Utc};
-use diesel::{ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult, Queryable, Selectable, SelectableHelper};
+use diesel::{
+    ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult, Queryable, Selectable,
+    SelectableHelper,
+};
 use diesel_async::RunQueryDsl;
 
 use crate::DbConn;
@@ -74,7 +77,10 @@ impl Delivery {
             .optional()
     }
 
-    pub async fn find_by_request(conn: &mut DbConn, request: RequestId) -> QueryResult<Option<Delivery>> {
+    pub async fn find_by_request(
+        conn: &mut DbConn,
+        request: RequestId,
+    ) -> QueryResult<Option<Delivery>> {
         deliveries::table
             .filter(deliveries::request_id.eq(request))
             .select(Delivery::as_select())
@@ -85,7 +91,11 @@ impl Delivery {
 
     /// Claims a delivery for one attempt: only a `queued` row, or a `sending` row whose previous
     /// attempt died (a redelivered message), moves to `sending`. Returns the claimed row.
-    pub async fn claim(conn: &mut DbConn, id: DeliveryId, now: DateTime<Utc>) -> QueryResult<Option<Delivery>> {
+    pub async fn claim(
+        conn: &mut DbConn,
+        id: DeliveryId,
+        now: DateTime<Utc>,
+    ) -> QueryResult<Option<Delivery>> {
         diesel::update(
             deliveries::table
                 .find(id)

@@ -3,7 +3,10 @@
 //! workers are serialised by PostgreSQL and counted exactly.
 
 use chrono::{DateTime, Utc};
-use diesel::{AsChangeset, ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult, Queryable, Selectable, SelectableHelper};
+use diesel::{
+    AsChangeset, ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult,
+    Queryable, Selectable, SelectableHelper,
+};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
@@ -94,7 +97,11 @@ impl OtpChallenge {
     }
 
     /// Locks the subject's row for the rest of the transaction.
-    pub async fn lock(conn: &mut DbConn, app: AppId, subject: &str) -> QueryResult<Option<OtpChallenge>> {
+    pub async fn lock(
+        conn: &mut DbConn,
+        app: AppId,
+        subject: &str,
+    ) -> QueryResult<Option<OtpChallenge>> {
         otp_challenges::table
             .filter(otp_challenges::app_id.eq(app))
             .filter(otp_challenges::subject.eq(subject))

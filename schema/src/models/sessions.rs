@@ -1,7 +1,10 @@
 //! Login sessions and their rotating refresh tokens (stored as keyed hashes).
 
 use chrono::{DateTime, Utc};
-use diesel::{ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult, Queryable, Selectable, SelectableHelper};
+use diesel::{
+    ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult, Queryable, Selectable,
+    SelectableHelper,
+};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
@@ -93,7 +96,10 @@ impl Session {
         now: DateTime<Utc>,
     ) -> QueryResult<Session> {
         diesel::update(sessions::table.find(id))
-            .set((sessions::amr.eq(amr), sessions::last_authenticated_at.eq(now)))
+            .set((
+                sessions::amr.eq(amr),
+                sessions::last_authenticated_at.eq(now),
+            ))
             .returning(Session::as_returning())
             .get_result(conn)
             .await

@@ -2,7 +2,10 @@
 //! that may still have unexpired tokens.
 
 use chrono::{DateTime, Utc};
-use diesel::{BoolExpressionMethods, ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult, Queryable, Selectable, SelectableHelper};
+use diesel::{
+    BoolExpressionMethods, ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult,
+    Queryable, Selectable, SelectableHelper,
+};
 use diesel_async::RunQueryDsl;
 
 use crate::DbConn;

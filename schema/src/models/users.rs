@@ -1,5 +1,8 @@
 use chrono::{DateTime, Utc};
-use diesel::{ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult, Queryable, Selectable, SelectableHelper};
+use diesel::{
+    ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult, Queryable, Selectable,
+    SelectableHelper,
+};
 use diesel_async::RunQueryDsl;
 
 use crate::DbConn;
@@ -83,7 +86,11 @@ impl NewUser<'_> {
 }
 
 impl User {
-    pub async fn find(conn: &mut DbConn, app: AppId, lookup: &Lookup<'_>) -> QueryResult<Option<User>> {
+    pub async fn find(
+        conn: &mut DbConn,
+        app: AppId,
+        lookup: &Lookup<'_>,
+    ) -> QueryResult<Option<User>> {
         let query = users::table.filter(users::app_id.eq(app)).into_boxed();
         let query = match lookup {
             Lookup::Id(id) => query.filter(users::id.eq(*id)),
@@ -111,10 +118,14 @@ impl User {
             .execute(conn)
             .await?;
         if email_verified {
-            diesel::update(users::table.find(id).filter(users::email_verified_at.is_null()))
-                .set(users::email_verified_at.eq(now))
-                .execute(conn)
-                .await?;
+            diesel::update(
+                users::table
+                    .find(id)
+                    .filter(users::email_verified_at.is_null()),
+            )
+            .set(users::email_verified_at.eq(now))
+            .execute(conn)
+            .await?;
         }
         Ok(())
     }

@@ -1,0 +1,143 @@
+//! `passgate`: the admin CLI.
+//!
+//! - `passgate migrate`: apply database migrations (advisory-locked; safe to run concurrently).
+//! - `passgate topology`: declare the RabbitMQ exchanges, queues and bindings.
+//! - `passgate app create --name NAME [--redirect-uri URI]…`: create an app and print its
+//!   `client_id` and `client_secret` (shown once; only a keyed hash is stored).
+//! - `passgate app list`.
+//! - `passgate gen-keys`: print fresh random keys for `.env`.
+
+use clap::{Parser, Subcommand};
+use passgate_core::config;
+use passgate_core::crypto::{SecretKey, hash_client_secret, random_token};
+use passgate_schema::ids::AppId;
+use passgate_schema::models::apps::{App, NewApp};
+
+#[derive(Parser)]
+#[command(name = "passgate", about = "Passgate administration", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending database migrations.
+    Migrate,
+    /// Declare the RabbitMQ topology.
+    Topology,
+    /// Manage apps (tenants).
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// Print new random values for PASSGATE_CLIENT_KEY, PASSGATE_TRANSPORT_KEY, PASSGATE_DATA_KEY.
+    GenKeys,
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// Create an app; prints its credentials once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Allowed redirect URI for magic links (repeatable, matched exactly).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Print the credentials as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List apps.
+    List,
+}
+
+#[expect(clippy::print_stdout, reason = "a CLI prints its results")]
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    passgate_core::telemetry::init_tracing();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Migrate => {
+            let url = config::required("PASSGATE_DATABASE_URL")?;
+            let applied = passgate_core::db::migrate(&url).await?;
+            if applied.is_empty() {
+                println!("database is up to date");
+            }
+            for version in applied {
+                println!("applied {version}");
+            }
+        }
+        Command::Topology => {
+            let url = config::required("PASSGATE_AMQP_URL")?;
+            let conn = passgate_core::amqp::connect(&url, "passgate-cli").await?;
+            let channel = conn.create_channel().await?;
+            passgate_core::amqp::declare_topology(&channel).await?;
+            let _ = conn.close(200, "done".into()).await;
+            println!("topology declared");
+        }
+        Command::GenKeys => {
+            for name in [
+                "PASSGATE_CLIENT_KEY",
+                "PASSGATE_TRANSPORT_KEY",
+                "PASSGATE_DATA_KEY",
+            ] {
+                println!("{name}={}", SecretKey::generate().to_base64());
+            }
+        }
+        Command::App { command } => {
+            let url = config::required("PASSGATE_DATABASE_URL")?;
+            let pool = passgate_core::db::pool(&url, 1, std::time::Duration::from_secs(5))?;
+            let mut conn = passgate_core::db::conn(&pool).await?;
+            match command {
+                AppCommand::Create {
+                    name,
+                    redirect_uris,
+                    json,
+                } => {
+                    let client_key = config::key("PASSGATE_CLIENT_KEY")?;
+                    let client_id = format!("pg_{}", random_token(12));
+                    let secret = random_token(32);
+                    let hash = hash_client_secret(&client_key, &secret);
+                    #[expect(clippy::disallowed_methods, reason = "the CLI stamps creation time")]
+                    let now = chrono::Utc::now();
+                    let app = NewApp {
+                        id: AppId::new_v7(),
+                        name: &name,
+                        client_id: &client_id,
+                        client_secret_hash: &hash,
+                        redirect_uris: redirect_uris.into_iter().map(Some).collect(),
+                        settings: serde_json::json!({}),
+                        created_at: now,
+                    }
+                    .insert(&mut conn)
+                    .await?;
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({ "app_id": app.id, "name": app.name, "client_id": client_id, "client_secret": secret })
+                        );
+                    } else {
+                        println!("app_id:        {}", app.id);
+                        println!("name:          {}", app.name);
+                        println!("client_id:     {client_id}");
+                        println!("client_secret: {secret}");
+                        println!("(the secret is shown once; only its keyed hash is stored)");
+                    }
+                }
+                AppCommand::List => {
+                    for app in App::list(&mut conn).await? {
+                        println!(
+                            "{}  {}  {}{}",
+                            app.id,
+                            app.client_id,
+                            app.name,
+                            if app.is_active() { "" } else { "  (disabled)" }
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

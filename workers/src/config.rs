@@ -1,0 +1,94 @@
+//! Worker configuration, read once from the environment (see `.env.example`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use passgate_core::config::{self, Common, ConfigError};
+use passgate_core::crypto::SecretKey;
+
+use crate::domain::otp::Policy;
+use crate::roles::Role;
+
+#[derive(Debug, Clone)]
+pub enum EmailTransport {
+    /// `smtp://host:port`, `smtps://…` or `smtp://…?tls=required` (lettre URL syntax).
+    Smtp(String),
+    /// Development: each message is written as a `.eml` file in this directory.
+    Mailbox(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub common: Common,
+    pub bind: SocketAddr,
+    pub roles: Vec<Role>,
+    /// Seals secrets that travel through the broker (`PASSGATE_TRANSPORT_KEY`).
+    pub transport_key: SecretKey,
+    /// Keyed hashes of codes and tokens; sealing of signing keys (`PASSGATE_DATA_KEY`).
+    pub data_key: SecretKey,
+    pub email: EmailTransport,
+    pub email_from: String,
+    pub otp: Policy,
+    pub access_token_ttl: TimeDelta,
+    pub refresh_token_ttl: TimeDelta,
+    pub publish_timeout: Duration,
+    /// How long SIGTERM waits for in-flight jobs.
+    pub shutdown_grace: Duration,
+}
+
+fn secs(name: &'static str, default: i64) -> Result<TimeDelta, ConfigError> {
+    Ok(TimeDelta::seconds(config::parse_or(name, default)?))
+}
+
+impl WorkerConfig {
+    pub fn from_env(roles: Vec<Role>) -> Result<Self, ConfigError> {
+        let bind: String = config::optional("PASSGATE_WORKERS_BIND")
+            .unwrap_or_else(|| "127.0.0.1:9090".to_owned());
+        let email = match config::optional("PASSGATE_SMTP_URL") {
+            Some(url) => EmailTransport::Smtp(url),
+            None => EmailTransport::Mailbox(PathBuf::from(
+                config::optional("PASSGATE_MAILBOX_DIR").unwrap_or_else(|| "./mailbox".to_owned()),
+            )),
+        };
+        let otp = Policy {
+            code_length: config::parse_or("PASSGATE_OTP_LENGTH", 6)?,
+            default_ttl: secs("PASSGATE_OTP_TTL_SECS", 300)?,
+            max_failed_attempts: config::parse_or("PASSGATE_OTP_MAX_ATTEMPTS", 5)?,
+            lockout: secs("PASSGATE_OTP_LOCKOUT_SECS", 900)?,
+            resend_cooldown: secs("PASSGATE_OTP_RESEND_COOLDOWN_SECS", 30)?,
+            sends_per_hour: config::parse_or("PASSGATE_OTP_SENDS_PER_HOUR", 10)?,
+        };
+        otp.validate().map_err(|reason| ConfigError::Invalid {
+            name: "PASSGATE_OTP_*",
+            reason,
+        })?;
+        Ok(Self {
+            common: Common::from_env()?,
+            bind: bind
+                .parse()
+                .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                    name: "PASSGATE_WORKERS_BIND",
+                    reason: e.to_string(),
+                })?,
+            roles,
+            transport_key: config::key("PASSGATE_TRANSPORT_KEY")?,
+            data_key: config::key("PASSGATE_DATA_KEY")?,
+            email,
+            email_from: config::optional("PASSGATE_EMAIL_FROM")
+                .unwrap_or_else(|| "Passgate <no-reply@passgate.local>".to_owned()),
+            otp,
+            access_token_ttl: secs("PASSGATE_ACCESS_TOKEN_TTL_SECS", 900)?,
+            refresh_token_ttl: secs("PASSGATE_REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
+            publish_timeout: Duration::from_millis(config::parse_or(
+                "PASSGATE_PUBLISH_TIMEOUT_MS",
+                5_000,
+            )?),
+            shutdown_grace: Duration::from_secs(config::parse_or(
+                "PASSGATE_SHUTDOWN_GRACE_SECS",
+                20,
+            )?),
+        })
+    }
+}

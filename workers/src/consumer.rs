@@ -1,0 +1,330 @@
+//! The consumer loop: one channel per role queue with the role's prefetch; each delivery runs
+//! in its own task; ack after the job's commit; transient failures are retried in place with
+//! backoff (the message stays unacked, so nothing is lost while the database is down), then
+//! requeued; permanent failures are rejected to the dead-letter queue.
+//!
+//! Shutdown: consumers are cancelled (no new deliveries), in-flight jobs finish within the
+//! grace period, then the connection closes; unacked messages return to their queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection};
+use passgate_core::amqp::confirm_channel;
+use passgate_schema::ids::{AppId, RequestId};
+use passgate_schema::messages::{CommandReply, Envelope, MessageKind};
+use passgate_schema::models::auth_requests::{AuthRequest, NewAuthRequest};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::answer::reply_from_row;
+use crate::context::JobContext;
+use crate::job::{Job, JobError, Outcome};
+use crate::jobs::{
+    deliver_email::DeliverEmailJob, otp_authenticate::OtpAuthenticateJob, otp_send::OtpSendJob,
+};
+use crate::roles::Role;
+
+/// In-place retries of a transient failure before the message is requeued.
+const IN_PLACE_RETRIES: u32 = 8;
+
+/// Everything running on one broker connection.
+pub struct WorkerBroker {
+    pub conn: Arc<Connection>,
+    consumers: Vec<(Channel, String)>,
+    stop: watch::Sender<bool>,
+    loops: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl WorkerBroker {
+    pub fn connected(&self) -> bool {
+        self.conn.status().connected()
+    }
+
+    /// Stops taking messages and waits (up to `grace`) for in-flight jobs.
+    pub async fn drain(&self, grace: Duration) {
+        for (channel, tag) in &self.consumers {
+            let _ = channel
+                .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                .await;
+        }
+        self.stop.send_replace(true);
+        let loops = std::mem::take(&mut *self.loops.lock().await);
+        let all = futures_util::future::join_all(loops);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("grace period over; unfinished messages return to their queues");
+        }
+    }
+}
+
+/// Starts the consumers of `roles` on a fresh connection.
+pub async fn start(
+    ctx: Arc<JobContext>,
+    conn: Arc<Connection>,
+    roles: Vec<Role>,
+) -> anyhow::Result<WorkerBroker> {
+    let publish = confirm_channel(&conn).await?;
+    let (stop, stop_rx) = watch::channel(false);
+    let mut consumers = Vec::new();
+    let mut loops = Vec::new();
+    for role in &roles {
+        for queue in role.queues() {
+            let channel = conn.create_channel().await?;
+            channel
+                .basic_qos(role.prefetch()?, BasicQosOptions::default())
+                .await?;
+            let tag = format!("passgate-{}-{}", role.name(), uuid::Uuid::now_v7());
+            let consumer = channel
+                .basic_consume(
+                    (*queue).into(),
+                    tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            tracing::info!(role = role.name(), queue = *queue, "consuming");
+            loops.push(tokio::spawn(consume(
+                ctx.clone(),
+                publish.clone(),
+                consumer,
+                stop_rx.clone(),
+            )));
+            consumers.push((channel, tag));
+        }
+    }
+    Ok(WorkerBroker {
+        conn,
+        consumers,
+        stop,
+        loops: tokio::sync::Mutex::new(loops),
+    })
+}
+
+async fn consume(
+    ctx: Arc<JobContext>,
+    publish: Channel,
+    mut consumer: lapin::Consumer,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut inflight = JoinSet::new();
+    loop {
+        tokio::select! {
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    inflight.spawn(handle(ctx.clone(), publish.clone(), delivery));
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    break;
+                }
+                None => break,
+            },
+            _ = stop.wait_for(|s| *s) => break,
+            Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+        }
+    }
+    while inflight.join_next().await.is_some() {}
+}
+
+async fn handle(ctx: Arc<JobContext>, publish: Channel, delivery: Delivery) {
+    let started = std::time::Instant::now();
+    let kind = delivery
+        .properties
+        .kind()
+        .as_ref()
+        .and_then(|k| MessageKind::parse(k.as_str()))
+        .or_else(|| kind_from_body(&delivery.data));
+    let Some(kind) = kind else {
+        tracing::error!("message without a known type; dead-lettering");
+        metrics::counter!("passgate_jobs_total", "job" => "unknown", "result" => "poison")
+            .increment(1);
+        let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
+        return;
+    };
+    let mut attempt = 0;
+    let result = loop {
+        let result = dispatch(&ctx, &publish, kind, &delivery).await;
+        match result {
+            Err(JobError::Transient(e))
+                if attempt < IN_PLACE_RETRIES && !ctx_shutting_down(&publish) =>
+            {
+                attempt += 1;
+                let wait = Duration::from_millis(200 * 2u64.pow(attempt.min(5)));
+                tracing::warn!(job.name = kind.as_str(), attempt, error = %e, retry_in_ms = wait.as_millis() as u64, "transient failure; retrying");
+                tokio::time::sleep(wait).await;
+            }
+            other => break other,
+        }
+    };
+    let label = match &result {
+        Ok(_) => "ok",
+        Err(JobError::Transient(_)) => "requeued",
+        Err(JobError::Permanent(_)) => "dead_lettered",
+    };
+    metrics::counter!("passgate_jobs_total", "job" => kind.as_str(), "result" => label)
+        .increment(1);
+    metrics::histogram!("passgate_job_duration_seconds", "job" => kind.as_str())
+        .record(started.elapsed().as_secs_f64());
+    let acked = match result {
+        Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+        Err(JobError::Transient(e)) => {
+            tracing::warn!(job.name = kind.as_str(), error = %e, "giving the message back to the queue");
+            delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+        }
+        Err(JobError::Permanent(e)) => {
+            tracing::error!(job.name = kind.as_str(), error = %e, "permanent failure; dead-lettering");
+            delivery.reject(BasicRejectOptions { requeue: false }).await
+        }
+    };
+    if let Err(e) = acked {
+        tracing::warn!(job.name = kind.as_str(), error = %e, "ack failed; the broker will redeliver");
+    }
+}
+
+fn ctx_shutting_down(publish: &Channel) -> bool {
+    !publish.status().connected()
+}
+
+fn kind_from_body(data: &[u8]) -> Option<MessageKind> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(rename = "type")]
+        kind: MessageKind,
+    }
+    serde_json::from_slice::<Head>(data).ok().map(|h| h.kind)
+}
+
+/// The registry: message type → job. Adding a job is a file in `jobs/` and a line here.
+async fn dispatch(
+    ctx: &JobContext,
+    publish: &Channel,
+    kind: MessageKind,
+    delivery: &Delivery,
+) -> Result<(), JobError> {
+    match kind {
+        MessageKind::OtpSend => run_command::<OtpSendJob>(ctx, publish, delivery).await,
+        MessageKind::OtpAuthenticate => {
+            run_command::<OtpAuthenticateJob>(ctx, publish, delivery).await
+        }
+        MessageKind::DeliverEmail => run_task::<DeliverEmailJob>(ctx, publish, delivery).await,
+    }
+}
+
+fn decode<P: DeserializeOwned>(
+    delivery: &Delivery,
+    kind: MessageKind,
+) -> Result<Envelope<P>, JobError> {
+    let envelope: Envelope<P> = serde_json::from_slice(&delivery.data)
+        .map_err(|e| JobError::permanent(anyhow::anyhow!("undecodable {kind} message: {e}")))?;
+    if envelope.kind != kind || envelope.version != kind.version() {
+        return Err(JobError::permanent(anyhow::anyhow!(
+            "unexpected message {} v{} on a {kind} route",
+            envelope.kind,
+            envelope.version
+        )));
+    }
+    Ok(envelope)
+}
+
+async fn run_task<J: Job>(
+    ctx: &JobContext,
+    publish: &Channel,
+    delivery: &Delivery,
+) -> Result<(), JobError> {
+    let msg = decode::<J::Payload>(delivery, J::KIND)?;
+    J::run(ctx, &msg).await?;
+    J::after_commit(ctx, publish, &msg).await
+}
+
+/// Commands: make sure the request row exists (producers may publish straight to the broker),
+/// answer at once from the row when it is final (a redelivery), else run the job; then the
+/// outbox step and the reply.
+async fn run_command<J: Job>(
+    ctx: &JobContext,
+    publish: &Channel,
+    delivery: &Delivery,
+) -> Result<(), JobError> {
+    let msg = decode::<J::Payload>(delivery, J::KIND)?;
+    let id = RequestId(msg.id);
+    let existing = {
+        let mut conn = passgate_core::db::conn(&ctx.db).await?;
+        NewAuthRequest {
+            id,
+            app_id: msg.app_id,
+            kind: J::KIND.as_str(),
+            idempotency_key: None,
+            request_hash: None,
+            created_at: msg.created_at,
+        }
+        .insert(&mut conn)
+        .await
+        .map_err(|e| unknown_app(e, msg.app_id))?;
+        AuthRequest::find(&mut conn, msg.app_id, id).await?
+    };
+    let Some(existing) = existing else {
+        return Err(JobError::permanent(anyhow::anyhow!(
+            "request {id} belongs to another app"
+        )));
+    };
+    let reply = if existing.is_final() {
+        metrics::counter!("passgate_jobs_redelivered_total", "job" => J::KIND.as_str())
+            .increment(1);
+        reply_from_row(&existing)
+    } else {
+        match J::run(ctx, &msg).await? {
+            Outcome::Reply(reply) => reply,
+            Outcome::Done => return J::after_commit(ctx, publish, &msg).await,
+        }
+    };
+    J::after_commit(ctx, publish, &msg).await?;
+    if let Some(reply_to) = delivery.properties.reply_to() {
+        send_reply(publish, reply_to.as_str(), &reply).await;
+    }
+    Ok(())
+}
+
+fn unknown_app(e: diesel::result::Error, app: AppId) -> JobError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+            JobError::permanent(anyhow::anyhow!("unknown app {app}"))
+        }
+        other => other.into(),
+    }
+}
+
+/// Best effort: the answer is also in `auth_requests`, so a lost reply only means the caller
+/// polls (or gets `202` when its wait runs out).
+async fn send_reply(publish: &Channel, reply_to: &str, reply: &CommandReply) {
+    let Ok(body) = serde_json::to_vec(reply) else {
+        return;
+    };
+    let props = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_correlation_id(reply.request_id.to_string().into());
+    let sent = publish
+        .basic_publish(
+            "".into(),
+            reply_to.into(),
+            BasicPublishOptions::default(),
+            &body,
+            props,
+        )
+        .await;
+    if let Err(e) = sent {
+        tracing::warn!(request.id = %reply.request_id, error = %e, "reply not sent; the caller can poll");
+    }
+}

@@ -1,0 +1,74 @@
+//! The job abstraction. A job handles one message type; the consumer decodes, runs, then acks,
+//! retries or dead-letters. Commands (with a request row and a reply) share the bookkeeping in
+//! [`crate::answer`].
+
+use std::future::Future;
+
+use passgate_schema::messages::{CommandReply, Envelope, MessageKind};
+use serde::de::DeserializeOwned;
+
+use crate::context::JobContext;
+
+/// How a job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Try again later (database or broker unreachable, provider busy). The message stays.
+    #[error("transient: {0:#}")]
+    Transient(anyhow::Error),
+    /// Will never succeed (malformed message, unknown app). Dead-lettered for an operator.
+    #[error("permanent: {0:#}")]
+    Permanent(anyhow::Error),
+}
+
+impl JobError {
+    pub fn permanent(e: impl Into<anyhow::Error>) -> Self {
+        Self::Permanent(e.into())
+    }
+}
+
+impl From<passgate_core::db::DbError> for JobError {
+    fn from(e: passgate_core::db::DbError) -> Self {
+        if e.is_transient() {
+            Self::Transient(e.into())
+        } else {
+            Self::Permanent(e.into())
+        }
+    }
+}
+
+impl From<diesel::result::Error> for JobError {
+    fn from(e: diesel::result::Error) -> Self {
+        passgate_core::db::DbError::from(e).into()
+    }
+}
+
+/// What a successful run produced.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A command's final answer, to send to the waiting caller.
+    Reply(CommandReply),
+    /// A task finished (or had nothing to do).
+    Done,
+}
+
+/// One message type's handler. Every job is idempotent: RabbitMQ delivers at least once.
+pub trait Job: Send + Sync + 'static {
+    const KIND: MessageKind;
+    type Payload: DeserializeOwned + Send + Sync;
+
+    /// Does the work, committing its effect (and, for commands, the answer) in one transaction.
+    fn run(
+        ctx: &JobContext,
+        msg: &Envelope<Self::Payload>,
+    ) -> impl Future<Output = Result<Outcome, JobError>> + Send;
+
+    /// Follow-up publishing after the commit (the outbox). Also runs when a redelivered command
+    /// turns out to be finished already, so a crash between commit and publish loses nothing.
+    fn after_commit(
+        _ctx: &JobContext,
+        _publish: &lapin::Channel,
+        _msg: &Envelope<Self::Payload>,
+    ) -> impl Future<Output = Result<(), JobError>> + Send {
+        async { Ok(()) }
+    }
+}

@@ -1,0 +1,166 @@
+//! `otp.authenticate` (verify role): opens the sealed passcode, compares keyed hashes in
+//! constant time on the subject's locked challenge row, applies the attempt rules
+//! ([`crate::domain::otp`]), and on success finds or creates the user and issues tokens — all
+//! in one transaction with the request's answer.
+
+use diesel_async::AsyncConnection;
+use passgate_core::crypto::ct_eq;
+use passgate_core::db;
+use passgate_schema::DbConn;
+use passgate_schema::ids::{RequestId, UserId};
+use passgate_schema::messages::{Envelope, MessageKind, OtpAuthenticate};
+use passgate_schema::models::apps::App;
+use passgate_schema::models::auth_requests::AuthRequest;
+use passgate_schema::models::otp_challenges::OtpChallenge;
+use passgate_schema::models::users::{NewUser, User};
+
+use crate::answer::{self, Answer};
+use crate::context::JobContext;
+use crate::domain::otp::{Verdict, on_attempt};
+use crate::job::{Job, JobError, Outcome};
+use crate::jobs::otp_send::CODE_PURPOSE;
+use crate::tokens;
+
+/// Must match the API's sealing purpose for passcodes.
+pub const PASSCODE_SEAL_PURPOSE: &str = "otp-passcode";
+
+pub struct OtpAuthenticateJob;
+
+impl Job for OtpAuthenticateJob {
+    const KIND: MessageKind = MessageKind::OtpAuthenticate;
+    type Payload = OtpAuthenticate;
+
+    async fn run(ctx: &JobContext, msg: &Envelope<OtpAuthenticate>) -> Result<Outcome, JobError> {
+        let id = RequestId(msg.id);
+        let mut conn = db::conn(&ctx.db).await?;
+        let reply = conn
+            .transaction::<_, JobError, _>(async |conn| {
+                let Some(request) = AuthRequest::lock(conn, id).await? else {
+                    return Err(JobError::permanent(anyhow::anyhow!("request row missing")));
+                };
+                if request.is_final() {
+                    return Ok(answer::reply_from_row(&request));
+                }
+                let answer = decide(ctx, conn, msg, id).await?;
+                answer::complete(ctx, conn, id, &answer).await
+            })
+            .await?;
+        Ok(Outcome::Reply(reply))
+    }
+}
+
+async fn decide(
+    ctx: &JobContext,
+    conn: &mut DbConn,
+    msg: &Envelope<OtpAuthenticate>,
+    id: RequestId,
+) -> Result<Answer, JobError> {
+    let now = ctx.clock.now();
+    let cmd = &msg.payload;
+    let Some(app) = App::find(conn, msg.app_id).await? else {
+        return Err(JobError::permanent(anyhow::anyhow!(
+            "unknown app {}",
+            msg.app_id
+        )));
+    };
+    if !app.is_active() {
+        return Ok(Answer::error(403, "app_disabled", "this app is disabled"));
+    }
+    let Ok(passcode) = ctx
+        .transport
+        .open_b64(PASSCODE_SEAL_PURPOSE.as_bytes(), &cmd.passcode_sealed)
+    else {
+        return Ok(Answer::error(
+            400,
+            "system_invalid_input",
+            "passcode: not sealed with the transport key",
+        ));
+    };
+    let (user, subject) =
+        super::resolve_subject(conn, app.id, cmd.identifier_type, &cmd.identifier).await?;
+    let challenge = OtpChallenge::lock_or_create(conn, app.id, &subject, "email", id, now).await?;
+    let presented = ctx.hash(CODE_PURPOSE, &passcode);
+    // Compare against a dummy when no code is live, so both paths do the same work.
+    let stored = challenge
+        .state
+        .code_hash
+        .clone()
+        .unwrap_or_else(|| vec![0u8; 32]);
+    let matches = ct_eq(&presented, &stored) && challenge.state.code_hash.is_some();
+    let (next, verdict) = on_attempt(&challenge.state, matches, now, &ctx.config.otp);
+    OtpChallenge::save(conn, challenge.id, &next).await?;
+    metrics::counter!("passgate_otp_attempts_total", "verdict" => verdict_name(verdict))
+        .increment(1);
+    match verdict {
+        Verdict::Invalid => Ok(Answer::error(
+            400,
+            "auth_invalid_credentials",
+            "wrong or unknown code",
+        )),
+        Verdict::Expired => Ok(Answer::error(
+            400,
+            "auth_otp_passcode_expired",
+            "the code has expired; request a new one",
+        )),
+        Verdict::Locked { until } => {
+            let secs = u32::try_from((until - now).num_seconds().max(1)).unwrap_or(u32::MAX);
+            Ok(Answer::error(
+                403,
+                "auth_locked",
+                "too many failed attempts; try again later",
+            )
+            .retry_after(secs))
+        }
+        Verdict::Success => {
+            let user = match user {
+                Some(user) => user,
+                None => match (&next.new_user_email, next.create_new_user) {
+                    (Some(email), true) => {
+                        NewUser {
+                            id: UserId::new_v7(),
+                            app_id: app.id,
+                            email: Some(email),
+                            phone_number: None,
+                            username: None,
+                            external_user_id: None,
+                            created_at: now,
+                            updated_at: now,
+                        }
+                        .insert_or_get(conn)
+                        .await?
+                    }
+                    // A success without a user cannot happen (no code is sent to nobody);
+                    // answer like any failure.
+                    _ => {
+                        return Ok(Answer::error(
+                            400,
+                            "auth_invalid_credentials",
+                            "wrong or unknown code",
+                        ));
+                    }
+                },
+            };
+            if !user.is_active() {
+                return Ok(Answer::error(
+                    403,
+                    "user_not_active",
+                    "this user is disabled",
+                ));
+            }
+            User::mark_login(conn, user.id, now, true).await?;
+            match tokens::issue(ctx, conn, &app, &user, cmd.session_id, "email_otp", now).await? {
+                Ok(body) => Ok(Answer::tokens(body)),
+                Err(answer) => Ok(answer),
+            }
+        }
+    }
+}
+
+fn verdict_name(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Success => "success",
+        Verdict::Invalid => "invalid",
+        Verdict::Expired => "expired",
+        Verdict::Locked { .. } => "locked",
+    }
+}

@@ -1,0 +1,213 @@
+//! `otp.send` (codegen role): creates a code, stores only its keyed hash, queues the delivery
+//! with the code sealed (outbox row), answers `{message, code_length, expires_at}`.
+//! After the commit the delivery message is published; a redelivered command republishes a
+//! delivery that is still queued, and the delivery job ignores duplicates.
+
+use chrono::TimeDelta;
+use diesel_async::AsyncConnection;
+use passgate_core::amqp::{COMMANDS_EXCHANGE, properties, publish_confirmed};
+use passgate_core::crypto::random_digits;
+use passgate_core::db;
+use passgate_schema::ids::{DeliveryId, RequestId};
+use passgate_schema::messages::{
+    Channel, DeliverEmail, Envelope, IdentifierType, MessageKind, OtpSend,
+};
+use passgate_schema::models::apps::App;
+use passgate_schema::models::auth_requests::AuthRequest;
+use passgate_schema::models::deliveries::{self, Delivery, NewDelivery};
+use passgate_schema::models::otp_challenges::OtpChallenge;
+use serde_json::json;
+
+use crate::answer::{self, Answer};
+use crate::context::JobContext;
+use crate::domain::otp::{Issue, on_send};
+use crate::job::{Job, JobError, Outcome};
+
+pub const CODE_PURPOSE: &str = "otp-code";
+pub const TEMPLATE: &str = "otp";
+
+pub fn delivery_seal_context(id: DeliveryId) -> Vec<u8> {
+    format!("delivery:{id}").into_bytes()
+}
+
+pub struct OtpSendJob;
+
+impl Job for OtpSendJob {
+    const KIND: MessageKind = MessageKind::OtpSend;
+    type Payload = OtpSend;
+
+    async fn run(ctx: &JobContext, msg: &Envelope<OtpSend>) -> Result<Outcome, JobError> {
+        let id = RequestId(msg.id);
+        let mut conn = db::conn(&ctx.db).await?;
+        let reply = conn
+            .transaction::<_, JobError, _>(async |conn| {
+                let Some(request) = AuthRequest::lock(conn, id).await? else {
+                    return Err(JobError::permanent(anyhow::anyhow!("request row missing")));
+                };
+                if request.is_final() {
+                    return Ok(answer::reply_from_row(&request));
+                }
+                let answer = decide(ctx, conn, msg, id).await?;
+                answer::complete(ctx, conn, id, &answer).await
+            })
+            .await?;
+        Ok(Outcome::Reply(reply))
+    }
+
+    async fn after_commit(
+        ctx: &JobContext,
+        publish: &lapin::Channel,
+        msg: &Envelope<OtpSend>,
+    ) -> Result<(), JobError> {
+        let mut conn = db::conn(&ctx.db).await?;
+        let Some(delivery) = Delivery::find_by_request(&mut conn, RequestId(msg.id)).await? else {
+            return Ok(());
+        };
+        drop(conn);
+        if delivery.status != deliveries::STATUS_QUEUED {
+            return Ok(());
+        }
+        let Some(sealed) = &delivery.sealed_payload else {
+            return Ok(());
+        };
+        let task = DeliverEmail {
+            delivery_id: delivery.id,
+            template: delivery.template.clone(),
+            secret_sealed: base64_url(sealed),
+            expires_at: delivery.expires_at,
+        };
+        let envelope = Envelope::new(
+            delivery.id.0,
+            MessageKind::DeliverEmail,
+            msg.app_id,
+            ctx.clock.now(),
+            task,
+        );
+        let body = serde_json::to_vec(&envelope).map_err(JobError::permanent)?;
+        let props = properties(
+            &delivery.id.to_string(),
+            MessageKind::DeliverEmail,
+            &msg.app_id.to_string(),
+        )
+        .with_correlation_id(msg.id.to_string().into());
+        publish_confirmed(
+            publish,
+            COMMANDS_EXCHANGE,
+            MessageKind::DeliverEmail.as_str(),
+            &body,
+            props,
+            ctx.config.publish_timeout,
+        )
+        .await
+        .map_err(|e| JobError::Transient(e.into()))
+    }
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+async fn decide(
+    ctx: &JobContext,
+    conn: &mut passgate_schema::DbConn,
+    msg: &Envelope<OtpSend>,
+    id: RequestId,
+) -> Result<Answer, JobError> {
+    let now = ctx.clock.now();
+    let cmd = &msg.payload;
+    let policy = &ctx.config.otp;
+    let Some(app) = App::find(conn, msg.app_id).await? else {
+        return Err(JobError::permanent(anyhow::anyhow!(
+            "unknown app {}",
+            msg.app_id
+        )));
+    };
+    if !app.is_active() {
+        return Ok(Answer::error(403, "app_disabled", "this app is disabled"));
+    }
+    if cmd.channel != Channel::Email {
+        return Ok(Answer::error(
+            400,
+            "system_invalid_input",
+            "channel: only email is available",
+        ));
+    }
+    let (user, subject) =
+        super::resolve_subject(conn, app.id, cmd.identifier_type, &cmd.identifier).await?;
+    // Where the code goes. Nothing is sent to unknown or inactive users, or users without an
+    // address, unless a new user may be created for this email; the answer is the same.
+    let destination = match &user {
+        Some(u) if u.is_active() => u.email.clone(),
+        Some(_) => None,
+        None if cmd.create_new_user && cmd.identifier_type == IdentifierType::Email => {
+            Some(cmd.identifier.clone())
+        }
+        None => None,
+    };
+    let ttl = cmd
+        .expires_in
+        .map(|m| TimeDelta::minutes(i64::from(m)))
+        .unwrap_or(policy.default_ttl);
+    let code = destination
+        .as_ref()
+        .map(|_| random_digits(policy.code_length));
+    let challenge =
+        OtpChallenge::lock_or_create(conn, app.id, &subject, cmd.channel.as_str(), id, now).await?;
+    let issue = Issue {
+        request_id: id,
+        channel: cmd.channel.as_str().to_owned(),
+        user_id: user.as_ref().map(|u| u.id),
+        code_hash: code
+            .as_ref()
+            .map(|c| ctx.hash(CODE_PURPOSE, c.as_bytes()).to_vec()),
+        ttl,
+        create_new_user: cmd.create_new_user && user.is_none(),
+        new_user_email: (user.is_none() && cmd.identifier_type == IdentifierType::Email)
+            .then(|| cmd.identifier.clone()),
+    };
+    let next = match on_send(&challenge.state, issue, now, policy) {
+        Ok(next) => next,
+        Err(refusal) => {
+            metrics::counter!("passgate_otp_send_refused_total").increment(1);
+            return Ok(Answer::error(
+                429,
+                "too_many_requests",
+                "too many codes requested; retry later",
+            )
+            .retry_after(refusal.retry_after_secs()));
+        }
+    };
+    OtpChallenge::save(conn, challenge.id, &next).await?;
+    if let (Some(to), Some(code)) = (&destination, &code) {
+        let delivery_id = DeliveryId::new_v7();
+        let sealed = ctx
+            .transport
+            .seal(&delivery_seal_context(delivery_id), code.as_bytes())
+            .map_err(JobError::permanent)?;
+        NewDelivery {
+            id: delivery_id,
+            app_id: app.id,
+            request_id: id,
+            channel: cmd.channel.as_str(),
+            destination: to,
+            template: TEMPLATE,
+            sealed_payload: Some(&sealed),
+            expires_at: next.expires_at,
+            created_at: now,
+            updated_at: now,
+        }
+        .insert(conn)
+        .await?;
+        metrics::counter!("passgate_otp_codes_issued_total", "channel" => cmd.channel.as_str())
+            .increment(1);
+    } else {
+        metrics::counter!("passgate_otp_sends_suppressed_total").increment(1);
+        tracing::info!(request.id = %id, "no code sent: unknown, inactive or unreachable user");
+    }
+    Ok(Answer::ok(json!({
+        "message": "If the identifier belongs to a user, a code was sent.",
+        "code_length": policy.code_length,
+        "expires_at": next.expires_at,
+    })))
+}
