@@ -107,16 +107,13 @@ impl User {
     }
 
     /// Records a successful login and, for a code sent to the address, that the address works.
+    /// Returns the updated user.
     pub async fn mark_login(
         conn: &mut DbConn,
         id: UserId,
         now: DateTime<Utc>,
         email_verified: bool,
-    ) -> QueryResult<()> {
-        diesel::update(users::table.find(id))
-            .set((users::last_login_at.eq(now), users::updated_at.eq(now)))
-            .execute(conn)
-            .await?;
+    ) -> QueryResult<User> {
         if email_verified {
             diesel::update(
                 users::table
@@ -127,6 +124,10 @@ impl User {
             .execute(conn)
             .await?;
         }
-        Ok(())
+        diesel::update(users::table.find(id))
+            .set((users::last_login_at.eq(now), users::updated_at.eq(now)))
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await
     }
 }

@@ -147,7 +147,7 @@ async fn decide(
                     "this user is disabled",
                 ));
             }
-            User::mark_login(conn, user.id, now, true).await?;
+            let user = User::mark_login(conn, user.id, now, true).await?;
             match tokens::issue(ctx, conn, &app, &user, cmd.session_id, "email_otp", now).await? {
                 Ok(body) => Ok(Answer::tokens(body)),
                 Err(answer) => Ok(answer),

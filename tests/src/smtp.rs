@@ -1,0 +1,169 @@
+//! A real SMTP server for tests (RFC 5321 subset: EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP,
+//! QUIT) that keeps every message in memory. The workers talk to it over TCP exactly as they
+//! would to a relay.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+impl Mail {
+    /// The first run of `len` digits after "code is ".
+    pub fn code(&self) -> Option<String> {
+        let at = self.data.find("code is ")? + "code is ".len();
+        let digits: String = self.data[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        (!digits.is_empty()).then_some(digits)
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct SmtpSink {
+    mails: Arc<Mutex<Vec<Mail>>>,
+    arrived: Arc<Notify>,
+    pub port: u16,
+}
+
+impl SmtpSink {
+    pub async fn start() -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let sink = Self {
+            port,
+            ..Default::default()
+        };
+        let server = sink.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let _ = server.session(socket).await;
+                });
+            }
+        });
+        Ok(sink)
+    }
+
+    async fn session(&self, socket: tokio::net::TcpStream) -> std::io::Result<()> {
+        let (read, mut write) = socket.into_split();
+        let mut lines = BufReader::new(read);
+        write.write_all(b"220 passgate-test-sink ESMTP\r\n").await?;
+        let (mut from, mut to) = (String::new(), Vec::new());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if lines.read_line(&mut line).await? == 0 {
+                return Ok(());
+            }
+            let upper = line.to_ascii_uppercase();
+            let reply: &[u8] = if upper.starts_with("EHLO") {
+                b"250-passgate-test-sink\r\n250 8BITMIME\r\n"
+            } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
+                b"250 ok\r\n"
+            } else if upper.starts_with("RSET") {
+                from.clear();
+                to.clear();
+                b"250 ok\r\n"
+            } else if upper.starts_with("MAIL FROM:") {
+                from = address(&line);
+                b"250 ok\r\n"
+            } else if upper.starts_with("RCPT TO:") {
+                to.push(address(&line));
+                b"250 ok\r\n"
+            } else if upper.starts_with("DATA") {
+                write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
+                let mut data = String::new();
+                loop {
+                    line.clear();
+                    if lines.read_line(&mut line).await? == 0 {
+                        return Ok(());
+                    }
+                    if line == ".\r\n" || line == ".\n" {
+                        break;
+                    }
+                    data.push_str(line.strip_prefix('.').unwrap_or(&line));
+                }
+                if let Ok(mut mails) = self.mails.lock() {
+                    mails.push(Mail {
+                        from: std::mem::take(&mut from),
+                        to: std::mem::take(&mut to),
+                        data,
+                    });
+                }
+                self.arrived.notify_waiters();
+                b"250 ok: queued\r\n"
+            } else if upper.starts_with("QUIT") {
+                write.write_all(b"221 bye\r\n").await?;
+                return Ok(());
+            } else {
+                b"502 command not implemented\r\n"
+            };
+            write.write_all(reply).await?;
+        }
+    }
+
+    /// Every message received so far for `to`.
+    pub fn mails_to(&self, to: &str) -> Vec<Mail> {
+        self.mails
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|m| m.to.iter().any(|t| t == to))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits until `count` messages for `to` have arrived, and returns them.
+    pub async fn wait_for(
+        &self,
+        to: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<Mail>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.arrived.notified();
+            let mails = self.mails_to(to);
+            if mails.len() >= count {
+                return Ok(mails);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                anyhow::bail!(
+                    "{} of {count} mails for {to} arrived within {timeout:?}",
+                    mails.len()
+                );
+            }
+        }
+    }
+
+    /// The code in the latest message for `to`, waiting for the `nth` (1-based) message.
+    pub async fn code_for(&self, to: &str, nth: usize) -> anyhow::Result<String> {
+        let mails = self.wait_for(to, nth, Duration::from_secs(15)).await?;
+        mails
+            .get(nth - 1)
+            .and_then(Mail::code)
+            .ok_or_else(|| anyhow::anyhow!("no code in mail {nth} for {to}"))
+    }
+}
+
+fn address(line: &str) -> String {
+    let start = line.find('<').map(|i| i + 1).unwrap_or(0);
+    let end = line[start..]
+        .find('>')
+        .map(|i| start + i)
+        .unwrap_or(line.len());
+    line[start..end].trim().to_owned()
+}

@@ -1,0 +1,9 @@
+//! Passgate integration tests: the real binaries against real PostgreSQL, RabbitMQ and SMTP.
+//! Run with `scripts/test.sh` (it starts the services and builds the binaries).
+
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod faults;
+mod ops;
+mod otp;
+mod pipeline;
