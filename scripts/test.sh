@@ -11,4 +11,11 @@ scripts/services.sh up
 source "${PASSGATE_SERVICES_DIR:-.services}/env"
 
 cargo build --workspace --bins
-cargo test --workspace "$@"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --all-targets "$@" 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log" | tee "${PASSGATE_TEST_SUMMARY:-/dev/null}"
+exit "$status"

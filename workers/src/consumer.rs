@@ -24,8 +24,9 @@ use passgate_schema::models::auth_requests::{AuthRequest, NewAuthRequest};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
-use crate::answer::reply_from_row;
+use crate::answer::{self, Answer, reply_from_row};
 use crate::context::JobContext;
 use crate::job::{Job, JobError, Outcome};
 use crate::jobs::{
@@ -149,9 +150,18 @@ async fn handle(ctx: Arc<JobContext>, publish: Channel, delivery: Delivery) {
         let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
         return;
     };
+    let message_id = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    let span = tracing::info_span!("job", job.name = kind.as_str(), message.id = %message_id);
     let mut attempt = 0;
     let result = loop {
-        let result = dispatch(&ctx, &publish, kind, &delivery).await;
+        let result = dispatch(&ctx, &publish, kind, &delivery)
+            .instrument(span.clone())
+            .await;
         match result {
             Err(JobError::Transient(e))
                 if attempt < IN_PLACE_RETRIES && !ctx_shutting_down(&publish) =>
@@ -284,9 +294,16 @@ async fn run_command<J: Job>(
             .increment(1);
         reply_from_row(&existing)
     } else {
-        match J::run(ctx, &msg).await? {
-            Outcome::Reply(reply) => reply,
-            Outcome::Done => return J::after_commit(ctx, publish, &msg).await,
+        match J::run(ctx, &msg).await {
+            Ok(Outcome::Reply(reply)) => reply,
+            Ok(Outcome::Done) => return J::after_commit(ctx, publish, &msg).await,
+            Err(JobError::Permanent(e)) => {
+                // The command can never succeed: give the caller a final answer instead of a
+                // request that stays pending, then park the message for an operator.
+                fail_request(ctx, publish, delivery, id).await;
+                return Err(JobError::Permanent(e));
+            }
+            Err(e) => return Err(e),
         }
     };
     J::after_commit(ctx, publish, &msg).await?;
@@ -294,6 +311,28 @@ async fn run_command<J: Job>(
         send_reply(publish, reply_to.as_str(), &reply).await;
     }
     Ok(())
+}
+
+/// Records `500 internal_error` for a command that failed permanently, and tells the caller.
+async fn fail_request(ctx: &JobContext, publish: &Channel, delivery: &Delivery, id: RequestId) {
+    let answer = Answer::error(
+        500,
+        "internal_error",
+        "the request could not be processed; it was set aside for an operator",
+    );
+    let recorded = async {
+        let mut conn = passgate_core::db::conn(&ctx.db).await?;
+        answer::complete(ctx, &mut conn, id, &answer).await
+    }
+    .await;
+    match recorded {
+        Ok(reply) => {
+            if let Some(reply_to) = delivery.properties.reply_to() {
+                send_reply(publish, reply_to.as_str(), &reply).await;
+            }
+        }
+        Err(e) => tracing::warn!(request.id = %id, error = %e, "could not record the failure"),
+    }
 }
 
 fn unknown_app(e: diesel::result::Error, app: AppId) -> JobError {
