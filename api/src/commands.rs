@@ -35,6 +35,8 @@ pub fn result_seal_context(id: RequestId) -> Vec<u8> {
 /// How the caller wants the answer.
 #[derive(Debug, Clone)]
 pub struct Submission<'a> {
+    /// The request id, known before the payload is built (sealed secrets are bound to it).
+    pub id: RequestId,
     pub kind: MessageKind,
     pub raw_body: &'a [u8],
     pub idempotency_key: Option<String>,
@@ -70,6 +72,7 @@ impl<'a> Submission<'a> {
             .flat_map(|v| v.split(','))
             .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
         Ok(Self {
+            id: RequestId::new_v7(),
             kind,
             raw_body,
             idempotency_key,
@@ -86,7 +89,7 @@ pub async fn submit<P: Serialize>(
     payload: P,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    let id = RequestId::new_v7();
+    let id = submission.id;
     let fingerprint = submission.idempotency_key.as_ref().map(|_| {
         let mut material = submission.kind.as_str().as_bytes().to_vec();
         material.push(0);
@@ -134,6 +137,8 @@ pub async fn submit<P: Serialize>(
         )));
     }
 
+    // The connection is not held while waiting for the broker.
+    drop(conn);
     let envelope = Envelope::new(id.0, submission.kind, caller.app_id, now, payload);
     let body = serde_json::to_vec(&envelope).map_err(ApiError::internal)?;
     let waiter = (!submission.respond_async).then(|| state.waiters.register(id));
@@ -141,14 +146,19 @@ pub async fn submit<P: Serialize>(
     if let Err(e) = published {
         state.waiters.forget(id);
         // Nothing reached the broker: forget the request so a retry starts afresh.
-        if let Err(del) = AuthRequest::delete_pending(&mut conn, id).await {
+        let removed = async {
+            let mut conn = db::conn(&state.db).await?;
+            AuthRequest::delete_pending(&mut conn, id).await?;
+            Ok::<_, ApiError>(())
+        }
+        .await;
+        if let Err(del) = removed {
             tracing::warn!(request.id = %id, error = %del, "could not remove unpublished request");
         }
         metrics::counter!("passgate_api_publish_failures_total").increment(1);
         tracing::warn!(request.id = %id, error = %e, "publish failed; answering 503");
         return Err(ApiError::ServiceUnavailable);
     }
-    drop(conn);
     metrics::counter!("passgate_api_commands_total", "type" => submission.kind.as_str())
         .increment(1);
 
@@ -279,7 +289,7 @@ fn reply_response(state: &AppState, reply: CommandReply) -> Result<Response, Api
     let body = open_body(state, reply.request_id, reply.body, sealed.as_deref())?;
     let status = StatusCode::from_u16(reply.http_status).map_err(ApiError::internal)?;
     Ok(with_retry_after(
-        (status, Json(body)).into_response(),
+        final_response(status, body),
         reply.retry_after,
     ))
 }
@@ -294,10 +304,16 @@ fn stored_response(state: &AppState, row: &AuthRequest) -> Result<Response, ApiE
     let status = StatusCode::from_u16(u16::try_from(row.http_status.unwrap_or(500)).unwrap_or(500))
         .map_err(ApiError::internal)?;
     let retry_after = row.retry_after.and_then(|s| u32::try_from(s).ok());
-    Ok(with_retry_after(
-        (status, Json(body)).into_response(),
-        retry_after,
-    ))
+    Ok(with_retry_after(final_response(status, body), retry_after))
+}
+
+/// The final HTTP answer: the body as JSON, or nothing for `204 No Content`.
+fn final_response(status: StatusCode, body: serde_json::Value) -> Response {
+    if status == StatusCode::NO_CONTENT {
+        status.into_response()
+    } else {
+        (status, Json(body)).into_response()
+    }
 }
 
 fn base64_decode(s: &str) -> Option<Vec<u8>> {

@@ -29,6 +29,12 @@ pub enum ApiError {
     UnsupportedGrantType,
     #[error("not found")]
     NotFound,
+    #[error("no such user")]
+    UserNotFound,
+    #[error("a user with one of these identifiers exists")]
+    UserAlreadyExists,
+    #[error("method not allowed")]
+    MethodNotAllowed,
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
     #[error("request body too large (limit {0} bytes)")]
@@ -55,7 +61,9 @@ impl ApiError {
         match self {
             Self::InvalidInput { .. } | Self::UnsupportedGrantType => StatusCode::BAD_REQUEST,
             Self::Unauthorized | Self::InvalidClient => StatusCode::UNAUTHORIZED,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::UserNotFound => StatusCode::NOT_FOUND,
+            Self::UserAlreadyExists => StatusCode::CONFLICT,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -70,6 +78,9 @@ impl ApiError {
             Self::InvalidClient => "invalid_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::NotFound => "not_found",
+            Self::UserNotFound => "user_not_found",
+            Self::UserAlreadyExists => "user_already_exists",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::ServiceUnavailable => "service_unavailable",

@@ -43,11 +43,14 @@ use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Passgate", description = "Backend authentication API: one-time codes, magic links, TOTP, passwords and passkeys."),
+    info(title = "Passgate", description = "Backend authentication API: email one-time codes, email magic links, users and sessions. More methods (SMS, TOTP, passwords, passkeys) arrive as new routes on the same pipeline."),
     modifiers(&BearerAuth),
     tags(
         (name = "oidc", description = "Caller credentials and token verification keys"),
-        (name = "otp", description = "One-time codes by email or SMS"),
+        (name = "otp", description = "One-time codes by email"),
+        (name = "links", description = "Email magic links"),
+        (name = "sessions", description = "Refresh, session tokens, logout"),
+        (name = "users", description = "Users of the calling app"),
         (name = "requests", description = "Polling commands answered with 202"),
         (name = "operations", description = "Health and metrics"),
     )
@@ -83,6 +86,17 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::oidc::openid_configuration))
         .routes(routes!(routes::otp::send))
         .routes(routes!(routes::otp::authenticate))
+        .routes(routes!(routes::links::send))
+        .routes(routes!(routes::links::authenticate))
+        .routes(routes!(routes::sessions::refresh))
+        .routes(routes!(routes::sessions::authenticate))
+        .routes(routes!(routes::sessions::logout))
+        .routes(routes!(routes::users::create, routes::users::find))
+        .routes(routes!(
+            routes::users::get,
+            routes::users::update,
+            routes::users::delete
+        ))
         .routes(routes!(routes::requests::get))
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))
@@ -102,6 +116,7 @@ pub fn router(state: AppState) -> axum::Router {
         )
         .merge(Scalar::with_url("/docs", api.as_ref().clone()))
         .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

@@ -48,11 +48,17 @@ pub struct QueueSpec {
 pub const WORK_QUEUES: [QueueSpec; 4] = [
     QueueSpec {
         name: CODEGEN_QUEUE,
-        kinds: &[MessageKind::OtpSend],
+        kinds: &[MessageKind::OtpSend, MessageKind::LinkSend],
     },
     QueueSpec {
         name: VERIFY_QUEUE,
-        kinds: &[MessageKind::OtpAuthenticate],
+        kinds: &[
+            MessageKind::OtpAuthenticate,
+            MessageKind::LinkAuthenticate,
+            MessageKind::TokenRefresh,
+            MessageKind::SessionAuthenticate,
+            MessageKind::SessionLogout,
+        ],
     },
     QueueSpec {
         name: DELIVERY_EMAIL_QUEUE,

@@ -3,9 +3,13 @@
 //! consumer refuses (dead-letters) a version it does not know rather than guessing.
 
 pub mod envelope;
+pub mod link;
 pub mod otp;
 pub mod reply;
+pub mod session;
 
 pub use envelope::{Envelope, MessageKind};
+pub use link::{LinkAuthenticate, LinkSend};
 pub use otp::{Channel, DeliverEmail, IdentifierType, OtpAuthenticate, OtpSend};
 pub use reply::CommandReply;
+pub use session::{SessionCommand, TokenRefresh};

@@ -5,7 +5,9 @@
 pub mod apps;
 pub mod auth_requests;
 pub mod deliveries;
+pub mod magic_links;
 pub mod otp_challenges;
+pub mod rate_limits;
 pub mod sessions;
 pub mod signing_keys;
 pub mod users;

@@ -54,6 +54,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    magic_links (id) {
+        id -> Uuid,
+        app_id -> Uuid,
+        code_hash -> Bytea,
+        subject -> Text,
+        user_id -> Nullable<Uuid>,
+        redirect_uri -> Text,
+        state -> Nullable<Text>,
+        create_new_user -> Bool,
+        new_user_email -> Nullable<Text>,
+        request_id -> Uuid,
+        expires_at -> Timestamptz,
+        consumed_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     otp_challenges (id) {
         id -> Uuid,
         app_id -> Uuid,
@@ -75,6 +93,15 @@ diesel::table! {
         consumed_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    rate_limits (key, window_start) {
+        key -> Text,
+        window_start -> Timestamptz,
+        count -> Int4,
+        expires_at -> Timestamptz,
     }
 }
 
@@ -135,6 +162,8 @@ diesel::table! {
 
 diesel::joinable!(auth_requests -> apps (app_id));
 diesel::joinable!(deliveries -> apps (app_id));
+diesel::joinable!(magic_links -> apps (app_id));
+diesel::joinable!(magic_links -> users (user_id));
 diesel::joinable!(otp_challenges -> apps (app_id));
 diesel::joinable!(otp_challenges -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
@@ -146,7 +175,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     apps,
     auth_requests,
     deliveries,
+    magic_links,
     otp_challenges,
+    rate_limits,
     refresh_tokens,
     sessions,
     signing_keys,

@@ -353,8 +353,17 @@ impl Stack {
 
     /// Creates an app with the admin CLI.
     pub async fn create_app(&self, name: &str) -> AppCreds {
+        self.create_app_with(name, &[]).await
+    }
+
+    /// Creates an app with an allow-list of redirect URIs.
+    pub async fn create_app_with(&self, name: &str, redirect_uris: &[&str]) -> AppCreds {
+        let mut args = vec!["app", "create", "--name", name, "--json"];
+        for uri in redirect_uris {
+            args.extend(["--redirect-uri", uri]);
+        }
         let out = Command::new(bin("passgate"))
-            .args(["app", "create", "--name", name, "--json"])
+            .args(&args)
             .envs(&self.env)
             .output()
             .await

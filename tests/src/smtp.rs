@@ -17,6 +17,50 @@ pub struct Mail {
 }
 
 impl Mail {
+    /// The first `https://…` or `http://…` link in the plain-text part.
+    pub fn link(&self) -> Option<String> {
+        let text = self.decoded();
+        let start = text.find("http")?;
+        let link: String = text[start..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '"')
+            .collect();
+        Some(link)
+    }
+
+    /// The message with quoted-printable soft breaks and escapes undone.
+    pub fn decoded(&self) -> String {
+        let joined = self.data.replace("=\r\n", "").replace("=\n", "");
+        let bytes = joined.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'=' && i + 2 < bytes.len() {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                if let Some(b) = hex {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// A query parameter of the first link.
+    pub fn link_param(&self, name: &str) -> Option<String> {
+        let link = self.link()?;
+        let (_, query) = link.split_once('?')?;
+        query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == name).then(|| decode(v))
+        })
+    }
+
     /// The first run of `len` digits after "code is ".
     pub fn code(&self) -> Option<String> {
         let at = self.data.find("code is ")? + "code is ".len();
@@ -166,4 +210,31 @@ fn address(line: &str) -> String {
         .map(|i| start + i)
         .unwrap_or(line.len());
     line[start..end].trim().to_owned()
+}
+
+/// Percent- and plus-decoding of a query value.
+fn decode(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -10,7 +10,9 @@ use passgate_schema::models::auth_requests::{AuthRequest, Completion};
 use serde_json::{Value, json};
 
 use crate::context::JobContext;
-use crate::job::JobError;
+use crate::job::{CommandJob, JobError};
+use diesel_async::AsyncConnection;
+use passgate_schema::messages::Envelope;
 
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -19,6 +21,9 @@ pub struct Answer {
     /// Holds tokens: sealed at rest and in transit.
     pub sensitive: bool,
     pub retry_after: Option<u32>,
+    /// Undo every change the job made before answering (e.g. do not burn a valid code when
+    /// the session named in the request does not exist); only the answer is recorded.
+    pub undo: bool,
 }
 
 impl Answer {
@@ -28,6 +33,7 @@ impl Answer {
             body,
             sensitive: false,
             retry_after: None,
+            undo: false,
         }
     }
 
@@ -37,6 +43,18 @@ impl Answer {
             body,
             sensitive: true,
             retry_after: None,
+            undo: false,
+        }
+    }
+
+    /// `204 No Content`.
+    pub fn no_content() -> Self {
+        Self {
+            status: 204,
+            body: Value::Null,
+            sensitive: false,
+            retry_after: None,
+            undo: false,
         }
     }
 
@@ -46,7 +64,14 @@ impl Answer {
             body: json!({ "error_code": code, "message": message, "status": status }),
             sensitive: false,
             retry_after: None,
+            undo: false,
         }
+    }
+
+    /// Roll the job's changes back; record only this answer.
+    pub fn undo(mut self) -> Self {
+        self.undo = true;
+        self
     }
 
     pub fn retry_after(mut self, secs: u32) -> Self {
@@ -104,5 +129,61 @@ pub fn reply_from_row(row: &AuthRequest) -> CommandReply {
             .as_ref()
             .map(|s| URL_SAFE_NO_PAD.encode(s)),
         retry_after: row.retry_after.and_then(|s| u32::try_from(s).ok()),
+    }
+}
+
+enum TxError {
+    Job(JobError),
+    Undo(Answer),
+}
+
+impl From<diesel::result::Error> for TxError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Job(e.into())
+    }
+}
+
+impl From<JobError> for TxError {
+    fn from(e: JobError) -> Self {
+        Self::Job(e)
+    }
+}
+
+/// Runs a command job: locks its request row (a finished request is answered from the row),
+/// lets the job decide, and records the answer in the same transaction as the job's effects
+/// (or alone, after a rollback, when the answer asks to undo them).
+pub async fn run_command<J: CommandJob>(
+    ctx: &JobContext,
+    msg: &Envelope<J::Payload>,
+) -> Result<CommandReply, JobError> {
+    let id = RequestId(msg.id);
+    let mut conn = passgate_core::db::conn(&ctx.db).await?;
+    let result = conn
+        .transaction::<_, TxError, _>(async |conn| {
+            let Some(request) = AuthRequest::lock(conn, id).await? else {
+                return Err(JobError::permanent(anyhow::anyhow!("request row missing")).into());
+            };
+            if request.is_final() {
+                return Ok(reply_from_row(&request));
+            }
+            let answer = J::decide(ctx, conn, msg).await?;
+            if answer.undo {
+                return Err(TxError::Undo(answer));
+            }
+            Ok(complete(ctx, conn, id, &answer).await?)
+        })
+        .await;
+    match result {
+        Ok(reply) => Ok(reply),
+        Err(TxError::Job(e)) => Err(e),
+        Err(TxError::Undo(answer)) => {
+            conn.transaction::<_, JobError, _>(async |conn| {
+                match AuthRequest::lock(conn, id).await? {
+                    Some(request) if request.is_final() => Ok(reply_from_row(&request)),
+                    _ => complete(ctx, conn, id, &answer).await,
+                }
+            })
+            .await
+        }
     }
 }

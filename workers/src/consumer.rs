@@ -29,13 +29,18 @@ use tracing::Instrument;
 use crate::answer::{self, Answer, reply_from_row};
 use crate::context::JobContext;
 use crate::job::{Job, JobError, Outcome};
-use crate::jobs::{
-    deliver_email::DeliverEmailJob, otp_authenticate::OtpAuthenticateJob, otp_send::OtpSendJob,
-};
+use crate::jobs::deliver_email::DeliverEmailJob;
+use crate::jobs::link_authenticate::LinkAuthenticateJob;
+use crate::jobs::link_send::LinkSendJob;
+use crate::jobs::otp_authenticate::OtpAuthenticateJob;
+use crate::jobs::otp_send::OtpSendJob;
+use crate::jobs::sessions::{SessionAuthenticateJob, SessionLogoutJob, TokenRefreshJob};
 use crate::roles::Role;
 
 /// In-place retries of a transient failure before the message is requeued.
 const IN_PLACE_RETRIES: u32 = 8;
+/// Longest pause between retries while the database or broker is unavailable.
+const MAX_UNAVAILABLE_WAIT: Duration = Duration::from_secs(5);
 
 /// Everything running on one broker connection.
 pub struct WorkerBroker {
@@ -163,9 +168,15 @@ async fn handle(ctx: Arc<JobContext>, publish: Channel, delivery: Delivery) {
             .instrument(span.clone())
             .await;
         match result {
-            Err(JobError::Transient(e))
-                if attempt < IN_PLACE_RETRIES && !ctx_shutting_down(&publish) =>
-            {
+            // Our database or broker is down: keep the message (unacked) and wait for it.
+            Err(JobError::Unavailable(e)) if channel_open(&publish) => {
+                attempt += 1;
+                let wait =
+                    Duration::from_millis(200 * 2u64.pow(attempt.min(5))).min(MAX_UNAVAILABLE_WAIT);
+                tracing::warn!(job.name = kind.as_str(), attempt, error = %e, retry_in_ms = wait.as_millis() as u64, "infrastructure unavailable; retrying");
+                tokio::time::sleep(wait).await;
+            }
+            Err(JobError::Transient(e)) if attempt < IN_PLACE_RETRIES && channel_open(&publish) => {
                 attempt += 1;
                 let wait = Duration::from_millis(200 * 2u64.pow(attempt.min(5)));
                 tracing::warn!(job.name = kind.as_str(), attempt, error = %e, retry_in_ms = wait.as_millis() as u64, "transient failure; retrying");
@@ -176,7 +187,7 @@ async fn handle(ctx: Arc<JobContext>, publish: Channel, delivery: Delivery) {
     };
     let label = match &result {
         Ok(_) => "ok",
-        Err(JobError::Transient(_)) => "requeued",
+        Err(JobError::Transient(_) | JobError::Unavailable(_)) => "requeued",
         Err(JobError::Permanent(_)) => "dead_lettered",
     };
     metrics::counter!("passgate_jobs_total", "job" => kind.as_str(), "result" => label)
@@ -185,7 +196,7 @@ async fn handle(ctx: Arc<JobContext>, publish: Channel, delivery: Delivery) {
         .record(started.elapsed().as_secs_f64());
     let acked = match result {
         Ok(()) => delivery.ack(BasicAckOptions::default()).await,
-        Err(JobError::Transient(e)) => {
+        Err(JobError::Transient(e) | JobError::Unavailable(e)) => {
             tracing::warn!(job.name = kind.as_str(), error = %e, "giving the message back to the queue");
             delivery
                 .nack(BasicNackOptions {
@@ -204,8 +215,10 @@ async fn handle(ctx: Arc<JobContext>, publish: Channel, delivery: Delivery) {
     }
 }
 
-fn ctx_shutting_down(publish: &Channel) -> bool {
-    !publish.status().connected()
+/// While the channel is open the message is ours to retry; once it closes (shutdown or a lost
+/// connection) the broker gives it to another consumer.
+fn channel_open(publish: &Channel) -> bool {
+    publish.status().connected()
 }
 
 fn kind_from_body(data: &[u8]) -> Option<MessageKind> {
@@ -229,6 +242,15 @@ async fn dispatch(
         MessageKind::OtpAuthenticate => {
             run_command::<OtpAuthenticateJob>(ctx, publish, delivery).await
         }
+        MessageKind::LinkSend => run_command::<LinkSendJob>(ctx, publish, delivery).await,
+        MessageKind::LinkAuthenticate => {
+            run_command::<LinkAuthenticateJob>(ctx, publish, delivery).await
+        }
+        MessageKind::TokenRefresh => run_command::<TokenRefreshJob>(ctx, publish, delivery).await,
+        MessageKind::SessionAuthenticate => {
+            run_command::<SessionAuthenticateJob>(ctx, publish, delivery).await
+        }
+        MessageKind::SessionLogout => run_command::<SessionLogoutJob>(ctx, publish, delivery).await,
         MessageKind::DeliverEmail => run_task::<DeliverEmailJob>(ctx, publish, delivery).await,
     }
 }

@@ -6,10 +6,10 @@ use passgate_core::clock::Clock;
 use passgate_core::crypto::Sealer;
 use passgate_core::db::DbPool;
 use passgate_core::keys::{self, ActiveKey};
-use passgate_schema::DbConn;
 use tokio::sync::RwLock;
 
 use crate::config::WorkerConfig;
+use crate::job::JobError;
 use crate::mailer::Mailer;
 
 pub struct JobContext {
@@ -47,12 +47,19 @@ impl JobContext {
         self.config.data_key.keyed_hash(purpose, secret)
     }
 
-    /// The key to sign tokens with (created on first use, then cached).
-    pub async fn signing_key(&self, conn: &mut DbConn) -> Result<ActiveKey, keys::KeyError> {
+    /// The key to sign tokens with: created on first use (on a connection of its own, so it is
+    /// committed and published before any token uses it), then cached.
+    pub async fn signing_key(&self) -> Result<ActiveKey, JobError> {
         if let Some(key) = self.signing_key.read().await.as_ref() {
             return Ok(key.clone());
         }
-        let key = keys::active(conn, &self.data_sealer, self.clock.now()).await?;
+        let mut conn = passgate_core::db::conn(&self.db).await?;
+        let key = keys::active(&mut conn, &self.data_sealer, self.clock.now())
+            .await
+            .map_err(|e| match e {
+                keys::KeyError::Db(e) => JobError::from(e),
+                other => JobError::Permanent(other.into()),
+            })?;
         *self.signing_key.write().await = Some(key.clone());
         Ok(key)
     }

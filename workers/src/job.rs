@@ -12,7 +12,11 @@ use crate::context::JobContext;
 /// How a job failed.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    /// Try again later (database or broker unreachable, provider busy). The message stays.
+    /// Our own infrastructure (database, broker) is unreachable: the worker keeps the message
+    /// and retries in place until it is back, so an outage of any length loses nothing.
+    #[error("unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
+    /// Try again later (a provider is busy or refused for now). The message stays.
     #[error("transient: {0:#}")]
     Transient(anyhow::Error),
     /// Will never succeed (malformed message, unknown app). Dead-lettered for an operator.
@@ -29,7 +33,7 @@ impl JobError {
 impl From<passgate_core::db::DbError> for JobError {
     fn from(e: passgate_core::db::DbError) -> Self {
         if e.is_transient() {
-            Self::Transient(e.into())
+            Self::Unavailable(e.into())
         } else {
             Self::Permanent(e.into())
         }
@@ -71,4 +75,14 @@ pub trait Job: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), JobError>> + Send {
         async { Ok(()) }
     }
+}
+
+/// A command: decides an [`crate::answer::Answer`] inside the transaction that
+/// [`crate::answer::run_command`] opens around it.
+pub trait CommandJob: Job {
+    fn decide(
+        ctx: &JobContext,
+        conn: &mut passgate_schema::DbConn,
+        msg: &Envelope<Self::Payload>,
+    ) -> impl Future<Output = Result<crate::answer::Answer, JobError>> + Send;
 }

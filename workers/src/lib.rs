@@ -10,4 +10,5 @@ pub mod job;
 pub mod jobs;
 pub mod mailer;
 pub mod roles;
+pub mod templates;
 pub mod tokens;

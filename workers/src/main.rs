@@ -101,6 +101,12 @@ async fn main() -> anyhow::Result<()> {
     let amqp_url = config.common.amqp_url.clone();
     let ctx = JobContext::new(config, db.clone(), clock, mailer);
 
+    if roles.contains(&Role::Verify) {
+        // Publish a signing key before the first login, so the JWKS is never empty.
+        if let Err(e) = ctx.signing_key().await {
+            tracing::warn!(error = %e, "no signing key yet; will retry on first use");
+        }
+    }
     let setup_ctx = ctx.clone();
     let setup_roles = roles.clone();
     let (broker, broker_task) = amqp::supervise(

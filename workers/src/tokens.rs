@@ -64,14 +64,16 @@ pub async fn issue(
                     404,
                     "session_not_found",
                     "no live session with this id",
-                )));
+                )
+                .undo()));
             };
             if session.user_id != user.id {
                 return Ok(Err(Answer::error(
                     404,
                     "session_not_found",
                     "no live session with this id for this user",
-                )));
+                )
+                .undo()));
             }
             let existing: Vec<String> = session.methods().map(str::to_owned).collect();
             let amr = amr_with(&existing, method).into_iter().map(Some).collect();
@@ -91,23 +93,35 @@ pub async fn issue(
             .await?
         }
     };
+    let body = issue_for_session(ctx, conn, app, user, &session, None, now).await?;
+    Ok(Ok(body))
+}
+
+/// New tokens for an existing session: a fresh refresh token (a child of `parent` when
+/// rotating) and signed access and ID tokens carrying the session's `amr`.
+pub async fn issue_for_session(
+    ctx: &JobContext,
+    conn: &mut DbConn,
+    app: &App,
+    user: &User,
+    session: &Session,
+    parent: Option<uuid::Uuid>,
+    now: DateTime<Utc>,
+) -> Result<Value, JobError> {
     let refresh_token = random_token(32);
     let hash = ctx.hash(REFRESH_TOKEN_PURPOSE, refresh_token.as_bytes());
     NewRefreshToken {
         id: uuid::Uuid::now_v7(),
         session_id: session.id,
         token_hash: &hash,
-        parent_id: None,
+        parent_id: parent,
         created_at: now,
-        expires_at: now + ctx.config.refresh_token_ttl,
+        expires_at: session.expires_at,
     }
     .insert(conn)
     .await?;
 
-    let key = ctx
-        .signing_key(conn)
-        .await
-        .map_err(|e| JobError::Permanent(e.into()))?;
+    let key = ctx.signing_key().await?;
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(key.kid.clone());
     let ttl = ctx.config.access_token_ttl;
@@ -127,7 +141,10 @@ pub async fn issue(
         jsonwebtoken::encode(&header, claims, &key.encoding)
             .map_err(|e| JobError::Permanent(e.into()))
     };
-    let access_token = sign(&base)?;
+    let mut access_header = header.clone();
+    access_header.typ = Some("at+jwt".to_owned());
+    let access_token = jsonwebtoken::encode(&access_header, &base, &key.encoding)
+        .map_err(|e| JobError::Permanent(e.into()))?;
     let id_token = sign(&Claims {
         email: user.email.as_deref(),
         email_verified: user
@@ -137,14 +154,14 @@ pub async fn issue(
         amr: base.amr.clone(),
         ..base
     })?;
-    Ok(Ok(json!({
+    Ok(json!({
         "access_token": access_token,
         "id_token": id_token,
         "refresh_token": refresh_token,
         "token_type": "Bearer",
         "expires_in": ttl.num_seconds(),
         "session_id": session.id,
-    })))
+    }))
 }
 
 #[cfg(test)]

@@ -49,7 +49,13 @@ fn credentials(headers: &HeaderMap, form: &TokenRequest) -> Option<(String, Stri
         .ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (id, secret) = decoded.split_once(':')?;
-    Some((id.to_owned(), secret.to_owned()))
+    // RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
+    let decode = |v: &str| {
+        url::form_urlencoded::parse(format!("v={v}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    Some((decode(id)?, decode(secret)?))
 }
 
 /// Exchange client credentials for a caller access token.
@@ -65,8 +71,9 @@ fn credentials(headers: &HeaderMap, form: &TokenRequest) -> Option<(String, Stri
 pub async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<TokenResponse>, ApiError> {
+    let body = body.map_err(|_| ApiError::PayloadTooLarge(state.config.max_body_bytes))?;
     let form = parse_form(&body)?;
     match form.grant_type.as_deref() {
         Some("client_credentials") => {}
@@ -147,6 +154,6 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_j
         "id_token_signing_alg_values_supported": [keys::ALGORITHM],
         "subject_types_supported": ["public"],
         "response_types_supported": ["token"],
-        "claims_supported": ["iss", "sub", "aud", "iat", "exp", "sid", "amr", "email"],
+        "claims_supported": ["iss", "sub", "aud", "iat", "exp", "sid", "amr", "email", "email_verified"],
     }))
 }

@@ -45,7 +45,7 @@ pub struct OtpSendResponse {
     pub expires_at: String,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtpAuthenticateRequest {
     #[schema(value_type = String, example = "email")]
@@ -56,6 +56,16 @@ pub struct OtpAuthenticateRequest {
     /// Adds this factor to an existing session.
     #[schema(value_type = Option<String>)]
     pub session_id: Option<SessionId>,
+}
+
+impl std::fmt::Debug for OtpAuthenticateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtpAuthenticateRequest")
+            .field("identifier_type", &self.identifier_type)
+            .field("passcode", &"<redacted>")
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The token answer of every successful authentication.
@@ -170,9 +180,10 @@ pub async fn authenticate(
         return Err(ApiError::invalid("passcode", "must be 1 to 32 characters"));
     }
     let submission = Submission::from_headers(MessageKind::OtpAuthenticate, &headers, &body.raw)?;
+    let context = format!("{PASSCODE_SEAL_PURPOSE}:{}", submission.id);
     let passcode_sealed = state
         .transport
-        .seal_b64(PASSCODE_SEAL_PURPOSE.as_bytes(), passcode.as_bytes())
+        .seal_b64(context.as_bytes(), passcode.as_bytes())
         .map_err(ApiError::internal)?;
     let payload = OtpAuthenticate {
         identifier_type: req.identifier_type,

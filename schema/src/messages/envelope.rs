@@ -12,17 +12,41 @@ pub enum MessageKind {
     OtpSend,
     #[serde(rename = "otp.authenticate")]
     OtpAuthenticate,
+    #[serde(rename = "link.send")]
+    LinkSend,
+    #[serde(rename = "link.authenticate")]
+    LinkAuthenticate,
+    #[serde(rename = "token.refresh")]
+    TokenRefresh,
+    #[serde(rename = "session.authenticate")]
+    SessionAuthenticate,
+    #[serde(rename = "session.logout")]
+    SessionLogout,
     #[serde(rename = "delivery.email")]
     DeliverEmail,
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 3] = [Self::OtpSend, Self::OtpAuthenticate, Self::DeliverEmail];
+    pub const ALL: [MessageKind; 8] = [
+        Self::OtpSend,
+        Self::OtpAuthenticate,
+        Self::LinkSend,
+        Self::LinkAuthenticate,
+        Self::TokenRefresh,
+        Self::SessionAuthenticate,
+        Self::SessionLogout,
+        Self::DeliverEmail,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OtpSend => "otp.send",
             Self::OtpAuthenticate => "otp.authenticate",
+            Self::LinkSend => "link.send",
+            Self::LinkAuthenticate => "link.authenticate",
+            Self::TokenRefresh => "token.refresh",
+            Self::SessionAuthenticate => "session.authenticate",
+            Self::SessionLogout => "session.logout",
             Self::DeliverEmail => "delivery.email",
         }
     }

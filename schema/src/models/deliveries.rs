@@ -2,10 +2,10 @@
 //! The delivery worker moves a row `queued → sending → sent | failed | expired`; the sealed
 //! payload is erased once the message has left.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use diesel::{
-    ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult, Queryable, Selectable,
-    SelectableHelper,
+    BoolExpressionMethods, ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult,
+    Queryable, Selectable, SelectableHelper,
 };
 use diesel_async::RunQueryDsl;
 
@@ -89,17 +89,21 @@ impl Delivery {
             .optional()
     }
 
-    /// Claims a delivery for one attempt: only a `queued` row, or a `sending` row whose previous
-    /// attempt died (a redelivered message), moves to `sending`. Returns the claimed row.
+    /// Claims a delivery for one attempt: a `queued` row, or a `sending` row whose lease ran
+    /// out (its worker died mid-attempt), moves to `sending` with the attempt counted. A row
+    /// being sent by a live worker cannot be claimed twice. Returns the claimed row.
     pub async fn claim(
         conn: &mut DbConn,
         id: DeliveryId,
         now: DateTime<Utc>,
+        lease: TimeDelta,
     ) -> QueryResult<Option<Delivery>> {
         diesel::update(
-            deliveries::table
-                .find(id)
-                .filter(deliveries::status.eq_any([STATUS_QUEUED, STATUS_SENDING])),
+            deliveries::table.find(id).filter(
+                deliveries::status.eq(STATUS_QUEUED).or(deliveries::status
+                    .eq(STATUS_SENDING)
+                    .and(deliveries::updated_at.lt(now - lease))),
+            ),
         )
         .set((
             deliveries::status.eq(STATUS_SENDING),

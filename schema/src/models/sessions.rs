@@ -109,3 +109,80 @@ impl Session {
         self.amr.iter().flatten().map(String::as_str)
     }
 }
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = refresh_tokens, check_for_backend(diesel::pg::Pg))]
+pub struct RefreshToken {
+    pub id: Uuid,
+    pub session_id: SessionId,
+    pub token_hash: Vec<u8>,
+    pub parent_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub rotated_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl RefreshToken {
+    /// Locks the token with this hash for the rest of the transaction.
+    pub async fn lock_by_hash(conn: &mut DbConn, hash: &[u8]) -> QueryResult<Option<RefreshToken>> {
+        refresh_tokens::table
+            .filter(refresh_tokens::token_hash.eq(hash))
+            .select(RefreshToken::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()
+    }
+
+    pub async fn mark_rotated(conn: &mut DbConn, id: Uuid, now: DateTime<Utc>) -> QueryResult<()> {
+        diesel::update(refresh_tokens::table.find(id))
+            .set(refresh_tokens::rotated_at.eq(now))
+            .execute(conn)
+            .await
+            .map(drop)
+    }
+}
+
+impl Session {
+    /// Any session of this app by id (live or not), locked.
+    pub async fn lock(
+        conn: &mut DbConn,
+        app: AppId,
+        id: SessionId,
+    ) -> QueryResult<Option<Session>> {
+        sessions::table
+            .find(id)
+            .filter(sessions::app_id.eq(app))
+            .select(Session::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()
+    }
+
+    /// Ends the session and every refresh token of it.
+    pub async fn revoke(conn: &mut DbConn, id: SessionId, now: DateTime<Utc>) -> QueryResult<()> {
+        diesel::update(
+            sessions::table
+                .find(id)
+                .filter(sessions::revoked_at.is_null()),
+        )
+        .set(sessions::revoked_at.eq(now))
+        .execute(conn)
+        .await?;
+        diesel::update(
+            refresh_tokens::table
+                .filter(refresh_tokens::session_id.eq(id))
+                .filter(refresh_tokens::revoked_at.is_null()),
+        )
+        .set(refresh_tokens::revoked_at.eq(now))
+        .execute(conn)
+        .await
+        .map(drop)
+    }
+
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}

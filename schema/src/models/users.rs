@@ -130,4 +130,39 @@ impl User {
             .get_result(conn)
             .await
     }
+
+    /// Deletes the user; credentials, challenges and sessions go with it (foreign keys cascade).
+    pub async fn delete(conn: &mut DbConn, app: AppId, id: UserId) -> QueryResult<bool> {
+        diesel::delete(users::table.find(id).filter(users::app_id.eq(app)))
+            .execute(conn)
+            .await
+            .map(|n| n == 1)
+    }
+
+    /// Sets `active` or `disabled`.
+    pub async fn set_status(
+        conn: &mut DbConn,
+        app: AppId,
+        id: UserId,
+        status: &str,
+        now: DateTime<Utc>,
+    ) -> QueryResult<Option<User>> {
+        diesel::update(users::table.find(id).filter(users::app_id.eq(app)))
+            .set((users::status.eq(status), users::updated_at.eq(now)))
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await
+            .optional()
+    }
+
+    /// Inserts a user; `None` when one of its identifiers is taken in the app.
+    pub async fn create(conn: &mut DbConn, new: &NewUser<'_>) -> QueryResult<Option<User>> {
+        diesel::insert_into(users::table)
+            .values(new)
+            .on_conflict_do_nothing()
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await
+            .optional()
+    }
 }

@@ -4,6 +4,9 @@
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod faults;
+mod links;
 mod ops;
 mod otp;
 mod pipeline;
+mod sessions;
+mod users;

@@ -148,11 +148,13 @@ pub fn on_attempt(
         }
         None => {}
     }
-    let live = next.code_hash.is_some();
-    if live && now >= next.expires_at {
+    // A send happened and nothing succeeded since: past the expiry every answer is "expired",
+    // for known and unknown subjects alike (the answer reveals neither the code nor the user).
+    let pending = next.consumed_at.is_none() && next.expires_at > DateTime::<Utc>::UNIX_EPOCH;
+    if pending && now >= next.expires_at {
         return (next, Verdict::Expired);
     }
-    if live && code_matches {
+    if next.code_hash.is_some() && code_matches {
         next.code_hash = None;
         next.consumed_at = Some(now);
         next.failed_attempts = 0;
@@ -297,6 +299,25 @@ mod tests {
         let s = on_send(&s, issue(b"h3"), t(5 + 900), &p).unwrap_or_else(|_| idle());
         assert_eq!(s.failed_attempts, 0);
         assert_eq!(on_attempt(&s, true, t(5 + 901), &p).1, Verdict::Success);
+    }
+
+    #[test]
+    fn unknown_subjects_expire_like_known_ones() {
+        let p = policy();
+        let unknown = on_send(
+            &idle(),
+            Issue {
+                code_hash: None,
+                ..issue(b"")
+            },
+            t(0),
+            &p,
+        )
+        .unwrap_or_else(|_| idle());
+        assert_eq!(on_attempt(&unknown, false, t(300), &p).1, Verdict::Expired);
+        assert_eq!(on_attempt(&sent(0), false, t(300), &p).1, Verdict::Expired);
+        // Never sent: a plain failure for both.
+        assert_eq!(on_attempt(&idle(), false, t(300), &p).1, Verdict::Invalid);
     }
 
     #[test]

@@ -12,6 +12,11 @@ use crate::context::JobContext;
 use crate::job::{Job, JobError, Outcome};
 use crate::jobs::otp_send::delivery_seal_context;
 use crate::mailer::{Email, SendError};
+use crate::templates;
+
+/// How long a claimed delivery belongs to the worker sending it; after that (the worker died)
+/// a redelivered task may claim it again. Longer than the SMTP timeout.
+const SEND_LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 pub struct DeliverEmailJob;
 
@@ -23,7 +28,8 @@ impl Job for DeliverEmailJob {
         let task = &msg.payload;
         let now = ctx.clock.now();
         let mut conn = db::conn(&ctx.db).await?;
-        let Some(delivery) = Delivery::claim(&mut conn, task.delivery_id, now).await? else {
+        let Some(delivery) = Delivery::claim(&mut conn, task.delivery_id, now, SEND_LEASE).await?
+        else {
             metrics::counter!("passgate_delivery_duplicates_total", "channel" => "email")
                 .increment(1);
             return Ok(Outcome::Done);
@@ -66,29 +72,29 @@ impl Job for DeliverEmailJob {
                 "sealed code cannot be opened"
             )));
         };
-        let code = String::from_utf8_lossy(&code).into_owned();
-        let app_name = App::find(&mut conn, delivery.app_id)
-            .await?
-            .map(|a| a.name)
-            .unwrap_or_else(|| "Passgate".to_owned());
+        let secret = String::from_utf8_lossy(&code).into_owned();
+        let app = App::find(&mut conn, delivery.app_id).await?;
         drop(conn);
+        let (app_name, settings) = app
+            .map(|a| (a.name, a.settings))
+            .unwrap_or_else(|| ("Passgate".to_owned(), serde_json::Value::Null));
         let minutes = ((delivery.expires_at - now).num_seconds().max(60) + 59) / 60;
-        let subject = format!("Your {app_name} sign-in code");
-        let text = format!(
-            "Your {app_name} sign-in code is {code}\n\nIt expires in {minutes} minutes. If you did not ask for it, ignore this email.\n"
-        );
-        let html = format!(
-            "<!doctype html><html><body><p>Your {app} sign-in code is</p><p style=\"font-size:24px;letter-spacing:4px\"><strong>{code}</strong></p><p>It expires in {minutes} minutes. If you did not ask for it, ignore this email.</p></body></html>",
-            app = html_escape(&app_name)
-        );
+        let Some(rendered) =
+            templates::render(&delivery.template, &app_name, &settings, &secret, minutes)
+        else {
+            return Err(JobError::permanent(anyhow::anyhow!(
+                "unknown template {}",
+                delivery.template
+            )));
+        };
         let started = std::time::Instant::now();
         let result = mailer
             .send(Email {
                 from: &ctx.config.email_from,
                 to: &delivery.destination,
-                subject: &subject,
-                text,
-                html,
+                subject: &rendered.subject,
+                text: rendered.text,
+                html: rendered.html,
             })
             .await;
         metrics::histogram!("passgate_delivery_duration_seconds", "channel" => "email")
@@ -139,11 +145,4 @@ impl Job for DeliverEmailJob {
             }
         }
     }
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

@@ -1,8 +1,12 @@
 //! One file per job.
 
 pub mod deliver_email;
+pub mod link_authenticate;
+pub mod link_send;
 pub mod otp_authenticate;
 pub mod otp_send;
+pub mod outbox;
+pub mod sessions;
 
 use passgate_schema::DbConn;
 use passgate_schema::ids::{AppId, UserId};

@@ -3,21 +3,18 @@
 //! ([`crate::domain::otp`]), and on success finds or creates the user and issues tokens — all
 //! in one transaction with the request's answer.
 
-use diesel_async::AsyncConnection;
 use passgate_core::crypto::ct_eq;
-use passgate_core::db;
 use passgate_schema::DbConn;
 use passgate_schema::ids::{RequestId, UserId};
 use passgate_schema::messages::{Envelope, MessageKind, OtpAuthenticate};
 use passgate_schema::models::apps::App;
-use passgate_schema::models::auth_requests::AuthRequest;
 use passgate_schema::models::otp_challenges::OtpChallenge;
 use passgate_schema::models::users::{NewUser, User};
 
 use crate::answer::{self, Answer};
 use crate::context::JobContext;
 use crate::domain::otp::{Verdict, on_attempt};
-use crate::job::{Job, JobError, Outcome};
+use crate::job::{CommandJob, Job, JobError, Outcome};
 use crate::jobs::otp_send::CODE_PURPOSE;
 use crate::tokens;
 
@@ -31,21 +28,19 @@ impl Job for OtpAuthenticateJob {
     type Payload = OtpAuthenticate;
 
     async fn run(ctx: &JobContext, msg: &Envelope<OtpAuthenticate>) -> Result<Outcome, JobError> {
-        let id = RequestId(msg.id);
-        let mut conn = db::conn(&ctx.db).await?;
-        let reply = conn
-            .transaction::<_, JobError, _>(async |conn| {
-                let Some(request) = AuthRequest::lock(conn, id).await? else {
-                    return Err(JobError::permanent(anyhow::anyhow!("request row missing")));
-                };
-                if request.is_final() {
-                    return Ok(answer::reply_from_row(&request));
-                }
-                let answer = decide(ctx, conn, msg, id).await?;
-                answer::complete(ctx, conn, id, &answer).await
-            })
-            .await?;
-        Ok(Outcome::Reply(reply))
+        answer::run_command::<Self>(ctx, msg)
+            .await
+            .map(Outcome::Reply)
+    }
+}
+
+impl CommandJob for OtpAuthenticateJob {
+    async fn decide(
+        ctx: &JobContext,
+        conn: &mut DbConn,
+        msg: &Envelope<OtpAuthenticate>,
+    ) -> Result<Answer, JobError> {
+        decide(ctx, conn, msg, RequestId(msg.id)).await
     }
 }
 
@@ -66,9 +61,10 @@ async fn decide(
     if !app.is_active() {
         return Ok(Answer::error(403, "app_disabled", "this app is disabled"));
     }
+    let context = format!("{PASSCODE_SEAL_PURPOSE}:{id}");
     let Ok(passcode) = ctx
         .transport
-        .open_b64(PASSCODE_SEAL_PURPOSE.as_bytes(), &cmd.passcode_sealed)
+        .open_b64(context.as_bytes(), &cmd.passcode_sealed)
     else {
         return Ok(Answer::error(
             400,
@@ -141,11 +137,7 @@ async fn decide(
                 },
             };
             if !user.is_active() {
-                return Ok(Answer::error(
-                    403,
-                    "user_not_active",
-                    "this user is disabled",
-                ));
+                return Ok(Answer::error(403, "user_not_active", "this user is disabled").undo());
             }
             let user = User::mark_login(conn, user.id, now, true).await?;
             match tokens::issue(ctx, conn, &app, &user, cmd.session_id, "email_otp", now).await? {

@@ -4,24 +4,19 @@
 //! delivery that is still queued, and the delivery job ignores duplicates.
 
 use chrono::TimeDelta;
-use diesel_async::AsyncConnection;
-use passgate_core::amqp::{COMMANDS_EXCHANGE, properties, publish_confirmed};
 use passgate_core::crypto::random_digits;
-use passgate_core::db;
+use passgate_schema::DbConn;
 use passgate_schema::ids::{DeliveryId, RequestId};
-use passgate_schema::messages::{
-    Channel, DeliverEmail, Envelope, IdentifierType, MessageKind, OtpSend,
-};
+use passgate_schema::messages::{Channel, Envelope, IdentifierType, MessageKind, OtpSend};
 use passgate_schema::models::apps::App;
-use passgate_schema::models::auth_requests::AuthRequest;
-use passgate_schema::models::deliveries::{self, Delivery, NewDelivery};
+use passgate_schema::models::deliveries::NewDelivery;
 use passgate_schema::models::otp_challenges::OtpChallenge;
 use serde_json::json;
 
 use crate::answer::{self, Answer};
 use crate::context::JobContext;
 use crate::domain::otp::{Issue, on_send};
-use crate::job::{Job, JobError, Outcome};
+use crate::job::{CommandJob, Job, JobError, Outcome};
 
 pub const CODE_PURPOSE: &str = "otp-code";
 pub const TEMPLATE: &str = "otp";
@@ -37,21 +32,9 @@ impl Job for OtpSendJob {
     type Payload = OtpSend;
 
     async fn run(ctx: &JobContext, msg: &Envelope<OtpSend>) -> Result<Outcome, JobError> {
-        let id = RequestId(msg.id);
-        let mut conn = db::conn(&ctx.db).await?;
-        let reply = conn
-            .transaction::<_, JobError, _>(async |conn| {
-                let Some(request) = AuthRequest::lock(conn, id).await? else {
-                    return Err(JobError::permanent(anyhow::anyhow!("request row missing")));
-                };
-                if request.is_final() {
-                    return Ok(answer::reply_from_row(&request));
-                }
-                let answer = decide(ctx, conn, msg, id).await?;
-                answer::complete(ctx, conn, id, &answer).await
-            })
-            .await?;
-        Ok(Outcome::Reply(reply))
+        answer::run_command::<Self>(ctx, msg)
+            .await
+            .map(Outcome::Reply)
     }
 
     async fn after_commit(
@@ -59,53 +42,18 @@ impl Job for OtpSendJob {
         publish: &lapin::Channel,
         msg: &Envelope<OtpSend>,
     ) -> Result<(), JobError> {
-        let mut conn = db::conn(&ctx.db).await?;
-        let Some(delivery) = Delivery::find_by_request(&mut conn, RequestId(msg.id)).await? else {
-            return Ok(());
-        };
-        drop(conn);
-        if delivery.status != deliveries::STATUS_QUEUED {
-            return Ok(());
-        }
-        let Some(sealed) = &delivery.sealed_payload else {
-            return Ok(());
-        };
-        let task = DeliverEmail {
-            delivery_id: delivery.id,
-            template: delivery.template.clone(),
-            secret_sealed: base64_url(sealed),
-            expires_at: delivery.expires_at,
-        };
-        let envelope = Envelope::new(
-            delivery.id.0,
-            MessageKind::DeliverEmail,
-            msg.app_id,
-            ctx.clock.now(),
-            task,
-        );
-        let body = serde_json::to_vec(&envelope).map_err(JobError::permanent)?;
-        let props = properties(
-            &delivery.id.to_string(),
-            MessageKind::DeliverEmail,
-            &msg.app_id.to_string(),
-        )
-        .with_correlation_id(msg.id.to_string().into());
-        publish_confirmed(
-            publish,
-            COMMANDS_EXCHANGE,
-            MessageKind::DeliverEmail.as_str(),
-            &body,
-            props,
-            ctx.config.publish_timeout,
-        )
-        .await
-        .map_err(|e| JobError::Transient(e.into()))
+        super::outbox::publish_queued(ctx, publish, RequestId(msg.id), msg.app_id).await
     }
 }
 
-fn base64_url(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+impl CommandJob for OtpSendJob {
+    async fn decide(
+        ctx: &JobContext,
+        conn: &mut DbConn,
+        msg: &Envelope<OtpSend>,
+    ) -> Result<Answer, JobError> {
+        decide(ctx, conn, msg, RequestId(msg.id)).await
+    }
 }
 
 async fn decide(
