@@ -46,24 +46,26 @@ pub fn email(field: &str, raw: &str) -> Result<String, ApiError> {
     Ok(email)
 }
 
-/// An E.164 phone number: `+` and 8 to 15 digits.
+/// A valid phone number in international form (`+` and country code), normalised to E.164.
+/// Checked against libphonenumber's metadata (`phonenumber` crate): a number that cannot
+/// exist is refused here rather than sent to an SMS provider.
 pub fn phone_number(field: &str, raw: &str) -> Result<String, ApiError> {
-    let compact: String = raw
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
-        .collect();
-    let digits = compact.strip_prefix('+').unwrap_or("");
-    if digits.len() < 8
-        || digits.len() > 15
-        || !digits.bytes().all(|b| b.is_ascii_digit())
-        || digits.starts_with('0')
-    {
-        return Err(ApiError::invalid(
+    let bad = || {
+        ApiError::invalid(
             field,
-            "must be an E.164 phone number such as +14155550123",
-        ));
+            "must be a valid phone number in E.164 form, such as +14155550123",
+        )
+    };
+    let trimmed = raw.trim();
+    let allowed = |c: char| c.is_ascii_digit() || matches!(c, ' ' | '-' | '(' | ')' | '.');
+    if !trimmed.starts_with('+') || trimmed.len() > 32 || !trimmed[1..].chars().all(allowed) {
+        return Err(bad());
     }
-    Ok(compact)
+    let number = phonenumber::parse(None, trimmed).map_err(|_| bad())?;
+    if !phonenumber::is_valid(&number) {
+        return Err(bad());
+    }
+    Ok(number.format().mode(phonenumber::Mode::E164).to_string())
 }
 
 /// Validates and normalises an identifier of the given type.
@@ -120,12 +122,17 @@ mod tests {
             phone_number("p", "+1 (415) 555-0123").ok().as_deref(),
             Some("+14155550123")
         );
+        assert_eq!(
+            phone_number("p", "+33 6 12 34 56 78").ok().as_deref(),
+            Some("+33612345678")
+        );
         for bad in [
             "4155550123",
             "+0123456789",
             "+1234",
             "+1415555012a",
             "+1234567890123456",
+            "+1 555 000 0000",
         ] {
             assert!(phone_number("p", bad).is_err(), "{bad}");
         }

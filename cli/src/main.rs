@@ -44,6 +44,9 @@ enum AppCommand {
         /// Allowed redirect URI for magic links (repeatable, matched exactly).
         #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
+        /// Policy settings as a JSON object, e.g. '{"sms_allowed_countries":["US"],"sends_per_hour":500}'.
+        #[arg(long, default_value = "{}")]
+        settings: String,
         /// Print the credentials as JSON.
         #[arg(long)]
         json: bool,
@@ -93,8 +96,12 @@ async fn main() -> anyhow::Result<()> {
                 AppCommand::Create {
                     name,
                     redirect_uris,
+                    settings,
                     json,
                 } => {
+                    let settings: serde_json::Value = serde_json::from_str(&settings)
+                        .map_err(|e| anyhow::anyhow!("--settings is not JSON: {e}"))?;
+                    anyhow::ensure!(settings.is_object(), "--settings must be a JSON object");
                     let client_key = config::key("PASSGATE_CLIENT_KEY")?;
                     let client_id = format!("pg_{}", random_token(12));
                     let secret = random_token(32);
@@ -107,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
                         client_id: &client_id,
                         client_secret_hash: &hash,
                         redirect_uris: redirect_uris.into_iter().map(Some).collect(),
-                        settings: serde_json::json!({}),
+                        settings,
                         created_at: now,
                     }
                     .insert(&mut conn)

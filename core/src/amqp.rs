@@ -66,7 +66,7 @@ pub const WORK_QUEUES: [QueueSpec; 4] = [
     },
     QueueSpec {
         name: DELIVERY_SMS_QUEUE,
-        kinds: &[],
+        kinds: &[MessageKind::DeliverSms],
     },
 ];
 

@@ -10,6 +10,6 @@ pub mod session;
 
 pub use envelope::{Envelope, MessageKind};
 pub use link::{LinkAuthenticate, LinkSend};
-pub use otp::{Channel, DeliverEmail, IdentifierType, OtpAuthenticate, OtpSend};
+pub use otp::{Channel, Deliver, IdentifierType, OtpAuthenticate, OtpSend};
 pub use reply::CommandReply;
 pub use session::{SessionCommand, TokenRefresh};

@@ -15,6 +15,7 @@
 )]
 
 pub mod smtp;
+pub mod twilio;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,8 +29,18 @@ use tokio::process::{Child, Command};
 use tokio::sync::OnceCell;
 
 pub use smtp::SmtpSink;
+pub use twilio::FakeTwilio;
 
 const TEMPLATE_DB: &str = "passgate_test_template";
+
+/// reqwest is built with rustls and no default crypto provider (as the workers): install ring
+/// once before any client is built.
+pub fn ensure_tls() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
 
 fn env(name: &str) -> String {
     std::env::var(name)
@@ -165,6 +176,7 @@ impl Broker {
 
     /// Creates a virtual host (and grants the user everything on it).
     pub async fn create_vhost(&self, vhost: &str) -> String {
+        ensure_tls();
         let (base, user, pass) = self.mgmt_parts();
         let http = reqwest::Client::new();
         for (url, body) in [
@@ -189,6 +201,7 @@ impl Broker {
 
     /// A queue's message count (ready + unacked) from the management API.
     pub async fn queue_depth(&self, vhost: &str, queue: &str) -> i64 {
+        ensure_tls();
         let (base, user, pass) = self.mgmt_parts();
         let v: Value = reqwest::Client::new()
             .get(format!("{base}/api/queues/{vhost}/{queue}"))
@@ -249,6 +262,7 @@ pub struct Stack {
     pub vhost: String,
     pub amqp_url: String,
     pub smtp: SmtpSink,
+    pub twilio: FakeTwilio,
     pub clock_file: PathBuf,
     pub http: reqwest::Client,
     pub broker: Broker,
@@ -263,8 +277,10 @@ impl Stack {
     }
 
     pub async fn start_with(options: Options) -> Self {
-        let (db_name, smtp) = tokio::join!(create_database(), SmtpSink::start());
-        let smtp = smtp.unwrap();
+        ensure_tls();
+        let (db_name, smtp, twilio) =
+            tokio::join!(create_database(), SmtpSink::start(), FakeTwilio::start());
+        let (smtp, twilio) = (smtp.unwrap(), twilio.unwrap());
         let vhost = format!("v_{}", uuid::Uuid::new_v4().simple());
         let amqp_url = options.broker.create_vhost(&vhost).await;
         let api_port = free_port();
@@ -288,6 +304,13 @@ impl Stack {
                 format!("smtp://127.0.0.1:{}", smtp.port),
             ),
             ("PASSGATE_TEST_CLOCK_FILE", clock_file.display().to_string()),
+            ("PASSGATE_TWILIO_BASE_URL", twilio.base_url()),
+            (
+                "PASSGATE_TWILIO_ACCOUNT_SID",
+                twilio::ACCOUNT_SID.to_owned(),
+            ),
+            ("PASSGATE_TWILIO_AUTH_TOKEN", twilio::AUTH_TOKEN.to_owned()),
+            ("PASSGATE_TWILIO_FROM", twilio::FROM.to_owned()),
             (
                 "PASSGATE_LOG",
                 "warn,passgate_api=info,passgate_workers=info".to_owned(),
@@ -304,6 +327,7 @@ impl Stack {
             vhost,
             amqp_url,
             smtp,
+            twilio,
             clock_file,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -358,7 +382,25 @@ impl Stack {
 
     /// Creates an app with an allow-list of redirect URIs.
     pub async fn create_app_with(&self, name: &str, redirect_uris: &[&str]) -> AppCreds {
-        let mut args = vec!["app", "create", "--name", name, "--json"];
+        self.create_app_full(name, redirect_uris, "{}").await
+    }
+
+    /// Creates an app with redirect URIs and policy settings (JSON).
+    pub async fn create_app_full(
+        &self,
+        name: &str,
+        redirect_uris: &[&str],
+        settings: &str,
+    ) -> AppCreds {
+        let mut args = vec![
+            "app",
+            "create",
+            "--name",
+            name,
+            "--json",
+            "--settings",
+            settings,
+        ];
         for uri in redirect_uris {
             args.extend(["--redirect-uri", uri]);
         }
@@ -443,6 +485,17 @@ impl Stack {
             "/v1/auth/otp/send",
             token,
             &serde_json::json!({"channel": "email", "identifier_type": "email", "identifier": email, "create_new_user": true}),
+            &[],
+        )
+        .await
+    }
+
+    /// Sends a text-message code to a phone number (creating the user if new).
+    pub async fn send_sms_code(&self, token: &str, phone: &str) -> Resp {
+        self.post(
+            "/v1/auth/otp/send",
+            token,
+            &serde_json::json!({"channel": "sms", "identifier_type": "phone_number", "identifier": phone, "create_new_user": true}),
             &[],
         )
         .await

@@ -213,6 +213,10 @@ fn address(line: &str) -> String {
 }
 
 /// Percent- and plus-decoding of a query value.
+pub fn decode_component(v: &str) -> String {
+    decode(v)
+}
+
 fn decode(v: &str) -> String {
     let bytes = v.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

@@ -20,6 +20,22 @@ pub enum EmailTransport {
 }
 
 #[derive(Debug, Clone)]
+pub enum SmsTransport {
+    Twilio(crate::providers::sms::TwilioConfig),
+    /// Development: each text message is written as a file in this directory.
+    Outbox(PathBuf),
+}
+
+/// Abuse limits shared across processes (counted in PostgreSQL).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Sends (codes and links) per app per hour; an app's `settings.sends_per_hour` overrides.
+    pub sends_per_app_per_hour: i32,
+    /// Text messages per app and number prefix (`+` and 5 digits) per hour.
+    pub sms_per_prefix_per_hour: i32,
+}
+
+#[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub common: Common,
     pub bind: SocketAddr,
@@ -30,7 +46,9 @@ pub struct WorkerConfig {
     pub data_key: SecretKey,
     pub email: EmailTransport,
     pub email_from: String,
+    pub sms: SmsTransport,
     pub otp: Policy,
+    pub limits: Limits,
     pub access_token_ttl: TimeDelta,
     pub refresh_token_ttl: TimeDelta,
     pub publish_timeout: Duration,
@@ -50,6 +68,30 @@ impl WorkerConfig {
             Some(url) => EmailTransport::Smtp(url),
             None => EmailTransport::Mailbox(PathBuf::from(
                 config::optional("PASSGATE_MAILBOX_DIR").unwrap_or_else(|| "./mailbox".to_owned()),
+            )),
+        };
+        let sms = match config::optional("PASSGATE_TWILIO_ACCOUNT_SID") {
+            Some(account_sid) => {
+                use crate::providers::sms::{TwilioConfig, TwilioSender};
+                let sender = match (
+                    config::optional("PASSGATE_TWILIO_FROM"),
+                    config::optional("PASSGATE_TWILIO_MESSAGING_SERVICE_SID"),
+                ) {
+                    (_, Some(service)) => TwilioSender::MessagingService(service),
+                    (Some(from), None) => TwilioSender::From(from),
+                    (None, None) => return Err(ConfigError::Missing("PASSGATE_TWILIO_FROM")),
+                };
+                SmsTransport::Twilio(TwilioConfig {
+                    base_url: config::optional("PASSGATE_TWILIO_BASE_URL")
+                        .unwrap_or_else(|| "https://api.twilio.com".to_owned()),
+                    account_sid,
+                    auth_token: config::required("PASSGATE_TWILIO_AUTH_TOKEN")?,
+                    sender,
+                })
+            }
+            None => SmsTransport::Outbox(PathBuf::from(
+                config::optional("PASSGATE_SMS_OUTBOX_DIR")
+                    .unwrap_or_else(|| "./sms-outbox".to_owned()),
             )),
         };
         let otp = Policy {
@@ -76,9 +118,17 @@ impl WorkerConfig {
             transport_key: config::key("PASSGATE_TRANSPORT_KEY")?,
             data_key: config::key("PASSGATE_DATA_KEY")?,
             email,
+            sms,
             email_from: config::optional("PASSGATE_EMAIL_FROM")
                 .unwrap_or_else(|| "Passgate <no-reply@passgate.local>".to_owned()),
             otp,
+            limits: Limits {
+                sends_per_app_per_hour: config::parse_or(
+                    "PASSGATE_SENDS_PER_APP_PER_HOUR",
+                    10_000,
+                )?,
+                sms_per_prefix_per_hour: config::parse_or("PASSGATE_SMS_PER_PREFIX_PER_HOUR", 50)?,
+            },
             access_token_ttl: secs("PASSGATE_ACCESS_TOKEN_TTL_SECS", 900)?,
             refresh_token_ttl: secs("PASSGATE_REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
             publish_timeout: Duration::from_millis(config::parse_or(

@@ -29,7 +29,7 @@ use tracing::Instrument;
 use crate::answer::{self, Answer, reply_from_row};
 use crate::context::JobContext;
 use crate::job::{Job, JobError, Outcome};
-use crate::jobs::deliver_email::DeliverEmailJob;
+use crate::jobs::deliver::{DeliverEmailJob, DeliverSmsJob};
 use crate::jobs::link_authenticate::LinkAuthenticateJob;
 use crate::jobs::link_send::LinkSendJob;
 use crate::jobs::otp_authenticate::OtpAuthenticateJob;
@@ -252,6 +252,7 @@ async fn dispatch(
         }
         MessageKind::SessionLogout => run_command::<SessionLogoutJob>(ctx, publish, delivery).await,
         MessageKind::DeliverEmail => run_task::<DeliverEmailJob>(ctx, publish, delivery).await,
+        MessageKind::DeliverSms => run_task::<DeliverSmsJob>(ctx, publish, delivery).await,
     }
 }
 

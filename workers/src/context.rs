@@ -10,7 +10,8 @@ use tokio::sync::RwLock;
 
 use crate::config::WorkerConfig;
 use crate::job::JobError;
-use crate::mailer::Mailer;
+use crate::providers::email::Mailer;
+use crate::providers::sms::SmsSender;
 
 pub struct JobContext {
     pub config: WorkerConfig,
@@ -21,6 +22,7 @@ pub struct JobContext {
     /// Seals secrets at rest (signing keys).
     pub data_sealer: Sealer,
     pub mailer: Option<Mailer>,
+    pub sms: Option<Arc<dyn SmsSender>>,
     signing_key: RwLock<Option<ActiveKey>>,
 }
 
@@ -30,6 +32,7 @@ impl JobContext {
         db: DbPool,
         clock: Clock,
         mailer: Option<Mailer>,
+        sms: Option<Arc<dyn SmsSender>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             transport: Sealer::new(&config.transport_key),
@@ -38,6 +41,7 @@ impl JobContext {
             db,
             clock,
             mailer,
+            sms,
             signing_key: RwLock::new(None),
         })
     }

@@ -8,7 +8,7 @@ pub mod context;
 pub mod domain;
 pub mod job;
 pub mod jobs;
-pub mod mailer;
+pub mod providers;
 pub mod roles;
 pub mod templates;
 pub mod tokens;

@@ -14,10 +14,12 @@ use passgate_core::amqp::{self, Live};
 use passgate_core::clock::Clock;
 use passgate_core::db::{self, DbPool};
 use passgate_core::telemetry::{self, Shutdown};
+use passgate_workers::config::SmsTransport;
 use passgate_workers::config::WorkerConfig;
 use passgate_workers::consumer::{self, WorkerBroker};
 use passgate_workers::context::JobContext;
-use passgate_workers::mailer::Mailer;
+use passgate_workers::providers::email::Mailer;
+use passgate_workers::providers::sms::{Outbox, SmsSender, Twilio};
 use passgate_workers::roles::Role;
 use serde_json::json;
 
@@ -71,6 +73,8 @@ async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init_tracing();
+    // TLS for provider APIs (reqwest) and SMTP (lettre) uses rustls with the ring provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let roles = roles_from_args().map_err(|e| anyhow::anyhow!(e))?;
     let config = WorkerConfig::from_env(roles.clone())?;
     let metrics = telemetry::init_metrics()?;
@@ -92,6 +96,17 @@ async fn main() -> anyhow::Result<()> {
     {
         tracing::info!(mailbox = %dir.display(), "no PASSGATE_SMTP_URL: emails are written to this directory");
     }
+    let sms: Option<Arc<dyn SmsSender>> = if roles.contains(&Role::Delivery) {
+        Some(match &config.sms {
+            SmsTransport::Twilio(twilio) => Arc::new(Twilio::new(twilio.clone())?),
+            SmsTransport::Outbox(dir) => {
+                tracing::info!(outbox = %dir.display(), "no PASSGATE_TWILIO_ACCOUNT_SID: text messages are written to this directory");
+                Arc::new(Outbox::new(dir.clone())?)
+            }
+        })
+    } else {
+        None
+    };
     let clock = Clock::from_env();
     if clock.is_test_clock() {
         tracing::warn!("PASSGATE_TEST_CLOCK_FILE is set: time comes from a test clock");
@@ -99,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
     let bind = config.bind;
     let grace = config.shutdown_grace;
     let amqp_url = config.common.amqp_url.clone();
-    let ctx = JobContext::new(config, db.clone(), clock, mailer);
+    let ctx = JobContext::new(config, db.clone(), clock, mailer, sms);
 
     if roles.contains(&Role::Verify) {
         // Publish a signing key before the first login, so the JWKS is never empty.
@@ -120,6 +135,21 @@ async fn main() -> anyhow::Result<()> {
         move |b: Arc<WorkerBroker>| async move { b.drain(grace).await },
     );
 
+    // Ended rate-limit windows are deleted now and then (any worker may do it; it is idempotent).
+    let purge_db = db.clone();
+    let purge_clock = Clock::from_env();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            if let Ok(mut conn) = db::conn(&purge_db).await
+                && let Err(e) =
+                    passgate_schema::models::rate_limits::purge(&mut conn, purge_clock.now()).await
+            {
+                tracing::warn!(error = %e, "rate-limit purge failed");
+            }
+        }
+    });
     let ops = Ops {
         db,
         broker,

@@ -1,7 +1,7 @@
 //! Worker roles. One binary runs any subset (`--roles codegen,delivery`); operators scale a
 //! role by starting more processes with it (competing consumers on the role's queue).
 
-use passgate_core::amqp::{CODEGEN_QUEUE, DELIVERY_EMAIL_QUEUE, VERIFY_QUEUE};
+use passgate_core::amqp::{CODEGEN_QUEUE, DELIVERY_EMAIL_QUEUE, DELIVERY_SMS_QUEUE, VERIFY_QUEUE};
 use passgate_core::config::{self, ConfigError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +28,7 @@ impl Role {
     pub fn queues(self) -> &'static [&'static str] {
         match self {
             Self::Codegen => &[CODEGEN_QUEUE],
-            Self::Delivery => &[DELIVERY_EMAIL_QUEUE],
+            Self::Delivery => &[DELIVERY_EMAIL_QUEUE, DELIVERY_SMS_QUEUE],
             Self::Verify => &[VERIFY_QUEUE],
         }
     }

@@ -59,8 +59,77 @@ pub fn render(
     }
 }
 
+/// GSM 03.38 basic character set (what fits 160 characters in one SMS segment).
+fn is_gsm7(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || " @$\n\r_!\"#%&'()*+,-./:;<=>?".contains(c)
+        || "£¥èéùìòÇØøÅåΔΦΓΛΩΠΨΣΘΞÆæßÉ¡ÄÖÑÜ§¿äöñüà".contains(c)
+}
+
+/// Whether a text is one GSM-7 segment.
+pub fn fits_one_sms(text: &str) -> bool {
+    text.chars().count() <= 160 && text.chars().all(is_gsm7)
+}
+
+/// The text message for `template`: the app's `settings.templates.sms_<template>.<locale>`
+/// (placeholders `{code}`, `{app}`, `{minutes}`) when it fits one GSM-7 segment, else the
+/// built-in English text (trimming the app name if needed).
+pub fn render_sms(
+    template: &str,
+    app_name: &str,
+    settings: &Value,
+    locale: &str,
+    secret: &str,
+    minutes: i64,
+) -> Option<String> {
+    if template != "otp" {
+        return None;
+    }
+    let custom = settings["templates"]["sms_otp"][locale]
+        .as_str()
+        .or_else(|| settings["templates"]["sms_otp"]["en"].as_str())
+        .map(|t| {
+            t.replace("{code}", secret)
+                .replace("{app}", app_name)
+                .replace("{minutes}", &minutes.to_string())
+        });
+    if let Some(text) = custom.filter(|t| fits_one_sms(t) && t.contains(secret)) {
+        return Some(text);
+    }
+    let name: String = app_name.chars().filter(|c| is_gsm7(*c)).take(60).collect();
+    Some(format!(
+        "{secret} is your {name} code. It expires in {minutes} min. Do not share it."
+    ))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sms_fits_one_gsm7_segment_and_falls_back() {
+        use super::*;
+        let text = render_sms("otp", "Acme", &Value::Null, "en", "123456", 5).unwrap_or_default();
+        assert!(
+            fits_one_sms(&text) && text.contains("123456") && text.contains("Acme"),
+            "{text}"
+        );
+        let long = "x".repeat(300);
+        let text = render_sms("otp", &long, &Value::Null, "en", "123456", 5).unwrap_or_default();
+        assert!(fits_one_sms(&text), "{}", text.len());
+        let settings =
+            serde_json::json!({"templates": {"sms_otp": {"fr": "{code} est votre code {app}"}}});
+        assert_eq!(
+            render_sms("otp", "Acme", &settings, "fr", "123456", 5).as_deref(),
+            Some("123456 est votre code Acme")
+        );
+        // A template without the code, or with non-GSM characters, is not used.
+        let bad = serde_json::json!({"templates": {"sms_otp": {"en": "Your code 😀 {code}"}}});
+        assert!(
+            render_sms("otp", "Acme", &bad, "en", "123456", 5)
+                .unwrap_or_default()
+                .starts_with("123456 is your")
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -32,15 +32,33 @@ struct Claims<'a> {
     email: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     email_verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone_number: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone_number_verified: Option<bool>,
 }
 
-/// The `amr` after adding `method`: distinct methods, then `mfa` from two factors on.
+/// What a method proves possession of: two methods of one kind (an email code and an email
+/// link both prove the inbox) are one factor.
+fn factor(method: &str) -> &str {
+    match method {
+        "email_otp" | "magic_link" => "email",
+        "sms_otp" => "phone",
+        other => other,
+    }
+}
+
+/// The `amr` after adding `method`: distinct methods, then `mfa` once two distinct factors
+/// have succeeded in the session.
 pub fn amr_with(existing: &[String], method: &str) -> Vec<String> {
     let mut methods: Vec<String> = existing.iter().filter(|m| *m != "mfa").cloned().collect();
     if !methods.iter().any(|m| m == method) {
         methods.push(method.to_owned());
     }
-    if methods.len() >= 2 {
+    let mut factors: Vec<&str> = methods.iter().map(|m| factor(m)).collect();
+    factors.sort_unstable();
+    factors.dedup();
+    if factors.len() >= 2 {
         methods.push("mfa".to_owned());
     }
     methods
@@ -136,6 +154,8 @@ pub async fn issue_for_session(
         amr,
         email: None,
         email_verified: None,
+        phone_number: None,
+        phone_number_verified: None,
     };
     let sign = |claims: &Claims<'_>| {
         jsonwebtoken::encode(&header, claims, &key.encoding)
@@ -151,6 +171,11 @@ pub async fn issue_for_session(
             .email
             .as_ref()
             .map(|_| user.email_verified_at.is_some()),
+        phone_number: user.phone_number.as_deref(),
+        phone_number_verified: user
+            .phone_number
+            .as_ref()
+            .map(|_| user.phone_number_verified_at.is_some()),
         amr: base.amr.clone(),
         ..base
     })?;

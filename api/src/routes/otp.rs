@@ -24,7 +24,7 @@ pub const PASSCODE_SEAL_PURPOSE: &str = "otp-passcode";
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtpSendRequest {
-    /// `email` (available) or `sms`.
+    /// `email` or `sms`.
     #[schema(value_type = String, example = "email")]
     pub channel: Channel,
     #[schema(value_type = String, example = "email")]
@@ -117,17 +117,15 @@ pub async fn send(
     body: JsonBody<OtpSendRequest>,
 ) -> Result<Response, ApiError> {
     let req = body.value;
-    if req.channel == Channel::Sms {
-        return Err(ApiError::invalid(
-            "channel",
-            "sms delivery is not available yet; use email",
-        ));
-    }
     let identifier = validate::identifier(req.identifier_type, &req.identifier)?;
-    if req.identifier_type == IdentifierType::PhoneNumber && req.create_new_user {
+    let matching = matches!(
+        (req.channel, req.identifier_type),
+        (Channel::Email, IdentifierType::Email) | (Channel::Sms, IdentifierType::PhoneNumber)
+    );
+    if req.create_new_user && !matching {
         return Err(ApiError::invalid(
             "create_new_user",
-            "a new user for an email code needs identifier_type email",
+            "a new user needs the identifier the code goes to (email for email, phone_number for sms)",
         ));
     }
     if let Some(minutes) = req.expires_in

@@ -24,10 +24,12 @@ pub enum MessageKind {
     SessionLogout,
     #[serde(rename = "delivery.email")]
     DeliverEmail,
+    #[serde(rename = "delivery.sms")]
+    DeliverSms,
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 8] = [
+    pub const ALL: [MessageKind; 9] = [
         Self::OtpSend,
         Self::OtpAuthenticate,
         Self::LinkSend,
@@ -36,6 +38,7 @@ impl MessageKind {
         Self::SessionAuthenticate,
         Self::SessionLogout,
         Self::DeliverEmail,
+        Self::DeliverSms,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +51,7 @@ impl MessageKind {
             Self::SessionAuthenticate => "session.authenticate",
             Self::SessionLogout => "session.logout",
             Self::DeliverEmail => "delivery.email",
+            Self::DeliverSms => "delivery.sms",
         }
     }
 
@@ -57,7 +61,7 @@ impl MessageKind {
 
     /// Commands carry a request (an `auth_requests` row and a reply); tasks are internal work.
     pub fn is_command(self) -> bool {
-        !matches!(self, Self::DeliverEmail)
+        !matches!(self, Self::DeliverEmail | Self::DeliverSms)
     }
 
     /// The payload version this build produces and understands.

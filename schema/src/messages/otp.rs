@@ -63,9 +63,10 @@ pub struct OtpAuthenticate {
     pub session_id: Option<SessionId>,
 }
 
-/// `delivery.email`: send one email. The code is sealed (AEAD under the transport key).
+/// `delivery.email` and `delivery.sms`: send one message. The secret (a code or a link) is
+/// sealed under the transport key, bound to the delivery id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeliverEmail {
+pub struct Deliver {
     pub delivery_id: DeliveryId,
     pub template: String,
     pub secret_sealed: String,

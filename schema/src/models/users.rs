@@ -42,6 +42,14 @@ pub struct NewUser<'a> {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Which address a login proved to work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    Email,
+    PhoneNumber,
+    Nothing,
+}
+
 /// How a caller names a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup<'a> {
@@ -106,23 +114,36 @@ impl User {
         self.status == STATUS_ACTIVE
     }
 
-    /// Records a successful login and, for a code sent to the address, that the address works.
-    /// Returns the updated user.
+    /// Records a successful login, and that the address the secret went to works. Returns the
+    /// updated user.
     pub async fn mark_login(
         conn: &mut DbConn,
         id: UserId,
         now: DateTime<Utc>,
-        email_verified: bool,
+        verified: Verified,
     ) -> QueryResult<User> {
-        if email_verified {
-            diesel::update(
-                users::table
-                    .find(id)
-                    .filter(users::email_verified_at.is_null()),
-            )
-            .set(users::email_verified_at.eq(now))
-            .execute(conn)
-            .await?;
+        match verified {
+            Verified::Email => {
+                diesel::update(
+                    users::table
+                        .find(id)
+                        .filter(users::email_verified_at.is_null()),
+                )
+                .set(users::email_verified_at.eq(now))
+                .execute(conn)
+                .await?;
+            }
+            Verified::PhoneNumber => {
+                diesel::update(
+                    users::table
+                        .find(id)
+                        .filter(users::phone_number_verified_at.is_null()),
+                )
+                .set(users::phone_number_verified_at.eq(now))
+                .execute(conn)
+                .await?;
+            }
+            Verified::Nothing => {}
         }
         diesel::update(users::table.find(id))
             .set((users::last_login_at.eq(now), users::updated_at.eq(now)))

@@ -9,4 +9,5 @@ mod ops;
 mod otp;
 mod pipeline;
 mod sessions;
+mod sms;
 mod users;

@@ -57,6 +57,7 @@ pub struct Issue {
     pub ttl: TimeDelta,
     pub create_new_user: bool,
     pub new_user_email: Option<String>,
+    pub new_user_phone_number: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +113,7 @@ pub fn on_send(
     next.code_length = i16::try_from(policy.code_length).unwrap_or(6);
     next.create_new_user = issue.create_new_user;
     next.new_user_email = issue.new_user_email;
+    next.new_user_phone_number = issue.new_user_phone_number;
     next.request_id = issue.request_id;
     next.expires_at = now + issue.ttl.min(Policy::MAX_TTL);
     next.last_sent_at = now;
@@ -217,6 +219,7 @@ mod tests {
             ttl: TimeDelta::minutes(5),
             create_new_user: false,
             new_user_email: None,
+            new_user_phone_number: None,
         }
     }
 

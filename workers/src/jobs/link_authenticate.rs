@@ -7,7 +7,7 @@ use passgate_schema::ids::{RequestId, UserId};
 use passgate_schema::messages::{Envelope, LinkAuthenticate, MessageKind};
 use passgate_schema::models::apps::App;
 use passgate_schema::models::magic_links::MagicLink;
-use passgate_schema::models::users::{Lookup, NewUser, User};
+use passgate_schema::models::users::{Lookup, NewUser, User, Verified};
 
 use crate::answer::{self, Answer};
 use crate::context::JobContext;
@@ -108,7 +108,7 @@ async fn decide(
     if !user.is_active() {
         return Ok(Answer::error(403, "user_not_active", "this user is disabled").undo());
     }
-    let user = User::mark_login(conn, user.id, now, true).await?;
+    let user = User::mark_login(conn, user.id, now, Verified::Email).await?;
     metrics::counter!("passgate_link_attempts_total", "verdict" => "success").increment(1);
     match tokens::issue(ctx, conn, &app, &user, cmd.session_id, "magic_link", now).await? {
         Ok(body) => Ok(Answer::tokens(body)),

@@ -12,7 +12,6 @@ use passgate_schema::messages::{Envelope, IdentifierType, LinkSend, MessageKind}
 use passgate_schema::models::apps::App;
 use passgate_schema::models::deliveries::NewDelivery;
 use passgate_schema::models::magic_links::{MagicLink, NewMagicLink};
-use passgate_schema::models::rate_limits::{self, Hit};
 use serde_json::json;
 
 use crate::answer::{self, Answer};
@@ -69,40 +68,6 @@ pub fn link_url(redirect_uri: &str, code: &str, state: Option<&str>) -> Option<S
     Some(url.into())
 }
 
-/// Per-subject limits on sends (shared counters in PostgreSQL): a cooldown and an hourly cap.
-pub async fn subject_limits(
-    ctx: &JobContext,
-    conn: &mut DbConn,
-    key: &str,
-) -> Result<Option<u32>, JobError> {
-    let now = ctx.clock.now();
-    let policy = &ctx.config.otp;
-    if policy.resend_cooldown > TimeDelta::zero()
-        && let Hit::Limited { retry_after } = rate_limits::hit(
-            conn,
-            &format!("cooldown:{key}"),
-            1,
-            policy.resend_cooldown,
-            now,
-        )
-        .await?
-    {
-        return Ok(Some(u32::try_from(retry_after).unwrap_or(u32::MAX)));
-    }
-    if let Hit::Limited { retry_after } = rate_limits::hit(
-        conn,
-        &format!("hour:{key}"),
-        policy.sends_per_hour,
-        TimeDelta::hours(1),
-        now,
-    )
-    .await?
-    {
-        return Ok(Some(u32::try_from(retry_after).unwrap_or(u32::MAX)));
-    }
-    Ok(None)
-}
-
 async fn decide(
     ctx: &JobContext,
     conn: &mut DbConn,
@@ -140,13 +105,22 @@ async fn decide(
     let (user, subject) =
         super::resolve_subject(conn, app.id, cmd.identifier_type, &cmd.identifier).await?;
     if let Some(retry_after) =
-        subject_limits(ctx, conn, &format!("link:{}:{subject}", app.id)).await?
+        super::abuse::subject_limits(ctx, conn, &format!("link:{}:{subject}", app.id)).await?
     {
         metrics::counter!("passgate_link_send_refused_total").increment(1);
         return Ok(Answer::error(
             429,
             "too_many_requests",
             "too many links requested; retry later",
+        )
+        .retry_after(retry_after));
+    }
+    if let Some(retry_after) = super::abuse::app_limit(ctx, conn, &app).await? {
+        metrics::counter!("passgate_link_send_refused_total").increment(1);
+        return Ok(Answer::error(
+            429,
+            "too_many_requests",
+            "this app sends too many links; retry later",
         )
         .retry_after(retry_after));
     }

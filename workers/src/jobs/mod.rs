@@ -1,6 +1,7 @@
 //! One file per job.
 
-pub mod deliver_email;
+pub mod abuse;
+pub mod deliver;
 pub mod link_authenticate;
 pub mod link_send;
 pub mod otp_authenticate;

@@ -9,7 +9,7 @@ use passgate_schema::ids::{RequestId, UserId};
 use passgate_schema::messages::{Envelope, MessageKind, OtpAuthenticate};
 use passgate_schema::models::apps::App;
 use passgate_schema::models::otp_challenges::OtpChallenge;
-use passgate_schema::models::users::{NewUser, User};
+use passgate_schema::models::users::{NewUser, User, Verified};
 
 use crate::answer::{self, Answer};
 use crate::context::JobContext;
@@ -110,37 +110,43 @@ async fn decide(
         Verdict::Success => {
             let user = match user {
                 Some(user) => user,
-                None => match (&next.new_user_email, next.create_new_user) {
-                    (Some(email), true) => {
-                        NewUser {
-                            id: UserId::new_v7(),
-                            app_id: app.id,
-                            email: Some(email),
-                            phone_number: None,
-                            username: None,
-                            external_user_id: None,
-                            created_at: now,
-                            updated_at: now,
-                        }
-                        .insert_or_get(conn)
-                        .await?
+                None if next.create_new_user
+                    && (next.new_user_email.is_some() || next.new_user_phone_number.is_some()) =>
+                {
+                    NewUser {
+                        id: UserId::new_v7(),
+                        app_id: app.id,
+                        email: next.new_user_email.as_deref(),
+                        phone_number: next.new_user_phone_number.as_deref(),
+                        username: None,
+                        external_user_id: None,
+                        created_at: now,
+                        updated_at: now,
                     }
-                    // A success without a user cannot happen (no code is sent to nobody);
-                    // answer like any failure.
-                    _ => {
-                        return Ok(Answer::error(
-                            400,
-                            "auth_invalid_credentials",
-                            "wrong or unknown code",
-                        ));
-                    }
-                },
+                    .insert_or_get(conn)
+                    .await?
+                }
+                // A success without a user cannot happen (no code is sent to nobody);
+                // answer like any failure.
+                None => {
+                    return Ok(Answer::error(
+                        400,
+                        "auth_invalid_credentials",
+                        "wrong or unknown code",
+                    ));
+                }
             };
             if !user.is_active() {
                 return Ok(Answer::error(403, "user_not_active", "this user is disabled").undo());
             }
-            let user = User::mark_login(conn, user.id, now, true).await?;
-            match tokens::issue(ctx, conn, &app, &user, cmd.session_id, "email_otp", now).await? {
+            // The factor is the channel the code travelled on.
+            let (method, verified) = if next.channel == "sms" {
+                ("sms_otp", Verified::PhoneNumber)
+            } else {
+                ("email_otp", Verified::Email)
+            };
+            let user = User::mark_login(conn, user.id, now, verified).await?;
+            match tokens::issue(ctx, conn, &app, &user, cmd.session_id, method, now).await? {
                 Ok(body) => Ok(Answer::tokens(body)),
                 Err(answer) => Ok(answer),
             }

@@ -74,25 +74,60 @@ async fn decide(
     if !app.is_active() {
         return Ok(Answer::error(403, "app_disabled", "this app is disabled"));
     }
-    if cmd.channel != Channel::Email {
-        return Ok(Answer::error(
-            400,
-            "system_invalid_input",
-            "channel: only email is available",
-        ));
-    }
     let (user, subject) =
         super::resolve_subject(conn, app.id, cmd.identifier_type, &cmd.identifier).await?;
+    // The identifier names the address itself when its type matches the channel.
+    let identifier_is_address = matches!(
+        (cmd.channel, cmd.identifier_type),
+        (Channel::Email, IdentifierType::Email) | (Channel::Sms, IdentifierType::PhoneNumber)
+    );
     // Where the code goes. Nothing is sent to unknown or inactive users, or users without an
-    // address, unless a new user may be created for this email; the answer is the same.
+    // address for the channel, unless a new user may be created; the answer is the same.
     let destination = match &user {
-        Some(u) if u.is_active() => u.email.clone(),
+        Some(u) if u.is_active() => match cmd.channel {
+            Channel::Email => u.email.clone(),
+            Channel::Sms => u.phone_number.clone(),
+        },
         Some(_) => None,
-        None if cmd.create_new_user && cmd.identifier_type == IdentifierType::Email => {
-            Some(cmd.identifier.clone())
-        }
+        None if cmd.create_new_user && identifier_is_address => Some(cmd.identifier.clone()),
         None => None,
     };
+    if cmd.channel == Channel::Sms {
+        // SMS pumping defences: the destination country allow-list of the app, and shared
+        // hourly caps per app and per number prefix. The checks look at the number the caller
+        // gave (or the user's number), so known and unknown users are treated alike.
+        let number = destination
+            .clone()
+            .or_else(|| identifier_is_address.then(|| cmd.identifier.clone()));
+        if let Some(number) = &number {
+            if !super::abuse::country_allowed(&app.settings, number) {
+                return Ok(Answer::error(
+                    400,
+                    "phone_number_country_not_allowed",
+                    "this app does not send text messages to this country",
+                ));
+            }
+            if let Some(retry_after) = super::abuse::sms_limits(ctx, conn, &app, number).await? {
+                metrics::counter!("passgate_otp_send_refused_total", "reason" => "sms_limit")
+                    .increment(1);
+                return Ok(Answer::error(
+                    429,
+                    "too_many_requests",
+                    "too many text messages; retry later",
+                )
+                .retry_after(retry_after));
+            }
+        }
+    }
+    if let Some(retry_after) = super::abuse::app_limit(ctx, conn, &app).await? {
+        metrics::counter!("passgate_otp_send_refused_total", "reason" => "app_limit").increment(1);
+        return Ok(Answer::error(
+            429,
+            "too_many_requests",
+            "this app sends too many codes; retry later",
+        )
+        .retry_after(retry_after));
+    }
     let ttl = cmd
         .expires_in
         .map(|m| TimeDelta::minutes(i64::from(m)))
@@ -102,6 +137,7 @@ async fn decide(
         .map(|_| random_digits(policy.code_length));
     let challenge =
         OtpChallenge::lock_or_create(conn, app.id, &subject, cmd.channel.as_str(), id, now).await?;
+    let new_user = user.is_none() && identifier_is_address;
     let issue = Issue {
         request_id: id,
         channel: cmd.channel.as_str().to_owned(),
@@ -111,7 +147,8 @@ async fn decide(
             .map(|c| ctx.hash(CODE_PURPOSE, c.as_bytes()).to_vec()),
         ttl,
         create_new_user: cmd.create_new_user && user.is_none(),
-        new_user_email: (user.is_none() && cmd.identifier_type == IdentifierType::Email)
+        new_user_email: (new_user && cmd.channel == Channel::Email).then(|| cmd.identifier.clone()),
+        new_user_phone_number: (new_user && cmd.channel == Channel::Sms)
             .then(|| cmd.identifier.clone()),
     };
     let next = match on_send(&challenge.state, issue, now, policy) {

@@ -5,7 +5,7 @@
 use passgate_core::amqp::{COMMANDS_EXCHANGE, properties, publish_confirmed};
 use passgate_core::db;
 use passgate_schema::ids::{AppId, RequestId};
-use passgate_schema::messages::{DeliverEmail, Envelope, MessageKind};
+use passgate_schema::messages::{Deliver, Envelope, MessageKind};
 use passgate_schema::models::deliveries::{self, Delivery};
 
 use crate::context::JobContext;
@@ -29,30 +29,25 @@ pub async fn publish_queued(
         return Ok(());
     };
     use base64::Engine as _;
-    let task = DeliverEmail {
+    let kind = if delivery.channel == "sms" {
+        MessageKind::DeliverSms
+    } else {
+        MessageKind::DeliverEmail
+    };
+    let task = Deliver {
         delivery_id: delivery.id,
         template: delivery.template.clone(),
         secret_sealed: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed),
         expires_at: delivery.expires_at,
     };
-    let envelope = Envelope::new(
-        delivery.id.0,
-        MessageKind::DeliverEmail,
-        app,
-        ctx.clock.now(),
-        task,
-    );
+    let envelope = Envelope::new(delivery.id.0, kind, app, ctx.clock.now(), task);
     let body = serde_json::to_vec(&envelope).map_err(JobError::permanent)?;
-    let props = properties(
-        &delivery.id.to_string(),
-        MessageKind::DeliverEmail,
-        &app.to_string(),
-    )
-    .with_correlation_id(request.to_string().into());
+    let props = properties(&delivery.id.to_string(), kind, &app.to_string())
+        .with_correlation_id(request.to_string().into());
     publish_confirmed(
         publish,
         COMMANDS_EXCHANGE,
-        MessageKind::DeliverEmail.as_str(),
+        kind.as_str(),
         &body,
         props,
         ctx.config.publish_timeout,

@@ -5,31 +5,13 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::AsyncSmtpTransport;
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 
+use super::SendError;
 use crate::config::EmailTransport;
 
 #[derive(Clone)]
 pub enum Mailer {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     File(AsyncFileTransport<Tokio1Executor>),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    /// 4xx, connection refused or reset, timeout: worth another attempt.
-    #[error("transient: {0}")]
-    Transient(String),
-    /// 5xx or a malformed message: another attempt would fail the same way.
-    #[error("permanent: {0}")]
-    Permanent(String),
-}
-
-impl SendError {
-    pub fn class(&self) -> &'static str {
-        match self {
-            Self::Transient(_) => "transient",
-            Self::Permanent(_) => "permanent",
-        }
-    }
 }
 
 pub struct Email<'a> {
