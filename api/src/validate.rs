@@ -68,6 +68,22 @@ pub fn phone_number(field: &str, raw: &str) -> Result<String, ApiError> {
     Ok(number.format().mode(phonenumber::Mode::E164).to_string())
 }
 
+/// The end user's IP address from the `Passgate-Client-IP` header (set by the calling
+/// backend), for per-IP send limits.
+pub fn client_ip(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(raw) = headers.get("passgate-client-ip") else {
+        return Ok(None);
+    };
+    let ip: std::net::IpAddr = raw
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| {
+            ApiError::invalid("Passgate-Client-IP", "must be an IPv4 or IPv6 address")
+        })?;
+    Ok(Some(ip.to_string()))
+}
+
 /// Validates and normalises an identifier of the given type.
 pub fn identifier(kind: IdentifierType, raw: &str) -> Result<String, ApiError> {
     match kind {

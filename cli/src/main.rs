@@ -33,6 +33,25 @@ enum Command {
     },
     /// Print new random values for PASSGATE_CLIENT_KEY, PASSGATE_TRANSPORT_KEY, PASSGATE_DATA_KEY.
     GenKeys,
+    /// Token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Start signing with a new key (needs PASSGATE_DATA_KEY). The old keys stay in the JWKS
+    /// until the tokens they signed have expired.
+    Rotate {
+        /// Lifetime of the longest token the old key signed (default: access token lifetime
+        /// PASSGATE_ACCESS_TOKEN_TTL_SECS, plus a minute).
+        #[arg(long)]
+        keep_published_secs: Option<i64>,
+    },
+    /// List the keys: id, created, retired, published until.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -86,6 +105,48 @@ async fn main() -> anyhow::Result<()> {
                 "PASSGATE_DATA_KEY",
             ] {
                 println!("{name}={}", SecretKey::generate().to_base64());
+            }
+        }
+        Command::Keys { command } => {
+            let url = config::required("PASSGATE_DATABASE_URL")?;
+            let pool = passgate_core::db::pool(&url, 1, std::time::Duration::from_secs(5))?;
+            let mut conn = passgate_core::db::conn(&pool).await?;
+            let now = passgate_core::clock::Clock::from_env().now();
+            match command {
+                KeysCommand::Rotate {
+                    keep_published_secs,
+                } => {
+                    let data_key = config::key("PASSGATE_DATA_KEY")?;
+                    let keep = match keep_published_secs {
+                        Some(secs) => secs,
+                        None => config::parse_or("PASSGATE_ACCESS_TOKEN_TTL_SECS", 900_i64)? + 60,
+                    };
+                    let kid = passgate_core::keys::rotate(
+                        &mut conn,
+                        &passgate_core::keys::sealer(&data_key),
+                        now,
+                        chrono::TimeDelta::seconds(keep),
+                    )
+                    .await?;
+                    println!("signing with {kid}; older keys stay published for {keep} s");
+                }
+                KeysCommand::List => {
+                    for key in
+                        passgate_schema::models::signing_keys::SigningKey::all(&mut conn).await?
+                    {
+                        println!(
+                            "{}  created {}  retired {}  published until {}",
+                            key.kid,
+                            key.created_at,
+                            key.retired_at
+                                .map(|t| t.to_string())
+                                .unwrap_or_else(|| "-".to_owned()),
+                            key.unpublish_after
+                                .map(|t| t.to_string())
+                                .unwrap_or_else(|| "-".to_owned()),
+                        );
+                    }
+                }
             }
         }
         Command::App { command } => {

@@ -135,3 +135,29 @@ pub fn jwks(keys: &[SigningKey]) -> serde_json::Value {
         .collect();
     serde_json::json!({ "keys": keys })
 }
+
+/// Rotation: a new key signs from now on; the others stop signing and stay published until
+/// every token they signed has expired (`token_lifetime` from now).
+pub async fn rotate(
+    conn: &mut DbConn,
+    sealer: &Sealer,
+    now: DateTime<Utc>,
+    token_lifetime: chrono::TimeDelta,
+) -> Result<String, KeyError> {
+    let sealer = sealer.clone();
+    conn.transaction::<_, KeyError, _>(async move |conn| {
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<BigInt, _>(0x7061_7373_6b65_7973_i64)
+            .execute(&mut *conn)
+            .await?;
+        let kid = create(conn, &sealer, now).await?;
+        SigningKey::retire_others(conn, &kid, now, now + token_lifetime).await?;
+        Ok(kid)
+    })
+    .await
+}
+
+/// The sealer for signing keys, derived from the workers' data key.
+pub fn sealer(data_key: &crate::crypto::SecretKey) -> Sealer {
+    Sealer::new(&data_key.derive("signing-keys"))
+}

@@ -232,6 +232,11 @@ impl Default for Options {
             "0".to_owned(),
         );
         env.insert("PASSGATE_OTP_SENDS_PER_HOUR".to_owned(), "1000".to_owned());
+        // Workers see a rotated signing key at once.
+        env.insert(
+            "PASSGATE_SIGNING_KEY_REFRESH_SECS".to_owned(),
+            "0".to_owned(),
+        );
         Self {
             env,
             broker: Broker::shared(),
@@ -421,6 +426,22 @@ impl Stack {
             client_id: v["client_id"].as_str().unwrap().to_owned(),
             client_secret: v["client_secret"].as_str().unwrap().to_owned(),
         }
+    }
+
+    /// Runs the admin CLI with this stack's environment; returns stdout.
+    pub async fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(bin("passgate"))
+            .args(args)
+            .envs(&self.env)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "passgate {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// A caller access token for the app.

@@ -33,6 +33,9 @@ pub struct Limits {
     pub sends_per_app_per_hour: i32,
     /// Text messages per app and number prefix (`+` and 5 digits) per hour.
     pub sms_per_prefix_per_hour: i32,
+    /// Sends per app and end-user IP address (IPv6: per /64) per hour, when the caller names
+    /// the IP (`Passgate-Client-IP`).
+    pub sends_per_ip_per_hour: i32,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +55,8 @@ pub struct WorkerConfig {
     pub access_token_ttl: TimeDelta,
     pub refresh_token_ttl: TimeDelta,
     pub publish_timeout: Duration,
+    /// How long a worker signs with the key it loaded before checking for a rotation.
+    pub signing_key_refresh: Duration,
     /// How long SIGTERM waits for in-flight jobs.
     pub shutdown_grace: Duration,
 }
@@ -128,12 +133,17 @@ impl WorkerConfig {
                     10_000,
                 )?,
                 sms_per_prefix_per_hour: config::parse_or("PASSGATE_SMS_PER_PREFIX_PER_HOUR", 50)?,
+                sends_per_ip_per_hour: config::parse_or("PASSGATE_SENDS_PER_IP_PER_HOUR", 30)?,
             },
             access_token_ttl: secs("PASSGATE_ACCESS_TOKEN_TTL_SECS", 900)?,
             refresh_token_ttl: secs("PASSGATE_REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
             publish_timeout: Duration::from_millis(config::parse_or(
                 "PASSGATE_PUBLISH_TIMEOUT_MS",
                 5_000,
+            )?),
+            signing_key_refresh: Duration::from_secs(config::parse_or(
+                "PASSGATE_SIGNING_KEY_REFRESH_SECS",
+                30,
             )?),
             shutdown_grace: Duration::from_secs(config::parse_or(
                 "PASSGATE_SHUTDOWN_GRACE_SECS",

@@ -8,6 +8,9 @@ use passgate_core::db::DbPool;
 use passgate_core::keys::{self, ActiveKey};
 use tokio::sync::RwLock;
 
+use passgate_schema::DbConn;
+use passgate_schema::models::signing_keys::SigningKey;
+
 use crate::config::WorkerConfig;
 use crate::job::JobError;
 use crate::providers::email::Mailer;
@@ -23,7 +26,7 @@ pub struct JobContext {
     pub data_sealer: Sealer,
     pub mailer: Option<Mailer>,
     pub sms: Option<Arc<dyn SmsSender>>,
-    signing_key: RwLock<Option<ActiveKey>>,
+    signing_key: RwLock<Option<(ActiveKey, std::time::Instant)>>,
 }
 
 impl JobContext {
@@ -36,7 +39,7 @@ impl JobContext {
     ) -> Arc<Self> {
         Arc::new(Self {
             transport: Sealer::new(&config.transport_key),
-            data_sealer: Sealer::new(&config.data_key.derive("signing-keys")),
+            data_sealer: keys::sealer(&config.data_key),
             config,
             db,
             clock,
@@ -51,20 +54,35 @@ impl JobContext {
         self.config.data_key.keyed_hash(purpose, secret)
     }
 
-    /// The key to sign tokens with: created on first use (on a connection of its own, so it is
-    /// committed and published before any token uses it), then cached.
-    pub async fn signing_key(&self) -> Result<ActiveKey, JobError> {
-        if let Some(key) = self.signing_key.read().await.as_ref() {
+    /// The key to sign tokens with. Cached for `signing_key_refresh`; then read again on the
+    /// caller's connection (a job's transaction: no second pooled connection is held, so a busy
+    /// pool cannot deadlock). Only when no key exists at all is one created, on a connection of
+    /// its own, so it is committed and published before any token uses it.
+    pub async fn signing_key(&self, conn: Option<&mut DbConn>) -> Result<ActiveKey, JobError> {
+        if let Some((key, loaded)) = self.signing_key.read().await.as_ref()
+            && loaded.elapsed() < self.config.signing_key_refresh
+        {
             return Ok(key.clone());
         }
-        let mut conn = passgate_core::db::conn(&self.db).await?;
-        let key = keys::active(&mut conn, &self.data_sealer, self.clock.now())
-            .await
-            .map_err(|e| match e {
-                keys::KeyError::Db(e) => JobError::from(e),
-                other => JobError::Permanent(other.into()),
-            })?;
-        *self.signing_key.write().await = Some(key.clone());
+        let stored = match conn {
+            Some(conn) => SigningKey::active(conn).await?,
+            None => None,
+        };
+        let key = match stored {
+            Some(stored) => {
+                keys::open(&stored, &self.data_sealer).map_err(|e| JobError::Permanent(e.into()))?
+            }
+            None => {
+                let mut own = passgate_core::db::conn(&self.db).await?;
+                keys::active(&mut own, &self.data_sealer, self.clock.now())
+                    .await
+                    .map_err(|e| match e {
+                        keys::KeyError::Db(e) => JobError::from(e),
+                        other => JobError::Permanent(other.into()),
+                    })?
+            }
+        };
+        *self.signing_key.write().await = Some((key.clone(), std::time::Instant::now()));
         Ok(key)
     }
 }

@@ -118,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
 
     if roles.contains(&Role::Verify) {
         // Publish a signing key before the first login, so the JWKS is never empty.
-        if let Err(e) = ctx.signing_key().await {
+        if let Err(e) = ctx.signing_key(None).await {
             tracing::warn!(error = %e, "no signing key yet; will retry on first use");
         }
     }

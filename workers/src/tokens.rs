@@ -139,7 +139,7 @@ pub async fn issue_for_session(
     .insert(conn)
     .await?;
 
-    let key = ctx.signing_key().await?;
+    let key = ctx.signing_key(Some(conn)).await?;
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(key.kid.clone());
     let ttl = ctx.config.access_token_ttl;

@@ -141,6 +141,7 @@ pub async fn send(
         state: req.state,
         expires_in: req.email_expiration,
         create_new_user: req.create_new_user,
+        client_ip: validate::client_ip(&headers)?,
     };
     let submission = Submission::from_headers(MessageKind::LinkSend, &headers, &body.raw)?;
     submit(&state, &caller, submission, payload).await

@@ -142,6 +142,7 @@ pub async fn send(
         identifier,
         expires_in: req.expires_in,
         create_new_user: req.create_new_user,
+        client_ip: validate::client_ip(&headers)?,
     };
     let submission = Submission::from_headers(MessageKind::OtpSend, &headers, &body.raw)?;
     submit(&state, &caller, submission, payload).await

@@ -17,6 +17,9 @@ pub struct LinkSend {
     pub expires_in: Option<u32>,
     #[serde(default)]
     pub create_new_user: bool,
+    /// The end user's IP address, when the caller names it (per-IP send limits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
 }
 
 /// `link.authenticate`: consume a link code (sealed under the transport key).

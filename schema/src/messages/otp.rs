@@ -51,6 +51,9 @@ pub struct OtpSend {
     pub expires_in: Option<u32>,
     #[serde(default)]
     pub create_new_user: bool,
+    /// The end user's IP address, when the caller names it (per-IP send limits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
 }
 
 /// `otp.authenticate`: check a code. The passcode travels sealed (AEAD under the transport key).

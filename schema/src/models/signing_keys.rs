@@ -100,4 +100,12 @@ impl SigningKey {
         .execute(conn)
         .await
     }
+
+    pub async fn all(conn: &mut DbConn) -> QueryResult<Vec<SigningKey>> {
+        signing_keys::table
+            .order(signing_keys::created_at.desc())
+            .select(SigningKey::as_select())
+            .load(conn)
+            .await
+    }
 }

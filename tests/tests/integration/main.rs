@@ -4,6 +4,7 @@
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod faults;
+mod limits;
 mod links;
 mod ops;
 mod otp;

@@ -85,6 +85,46 @@ pub async fn app_limit(
     Ok(retry(hit))
 }
 
+/// The key an IP address is counted under: the address (IPv4) or its /64 (IPv6, where one
+/// client holds a whole /64).
+pub fn ip_key(ip: &str) -> Option<String> {
+    match ip.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => Some(v4.to_string()),
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
+        }
+    }
+}
+
+/// Hourly cap of sends per app and end-user IP (when the caller gave one).
+pub async fn ip_limit(
+    ctx: &JobContext,
+    conn: &mut DbConn,
+    app: &App,
+    ip: Option<&str>,
+) -> Result<Option<u32>, JobError> {
+    let Some(key) = ip.and_then(ip_key) else {
+        return Ok(None);
+    };
+    let now = ctx.clock.now();
+    let hit = rate_limits::hit(
+        conn,
+        &format!("ip-sends:{}:{key}", app.id),
+        ctx.config.limits.sends_per_ip_per_hour,
+        TimeDelta::hours(1),
+        now,
+    )
+    .await?;
+    Ok(retry(hit))
+}
+
+/// Whether the app chose to reveal unknown users (`settings.reveal_unknown_users`): then a
+/// send for an unknown user answers `404 user_not_found` instead of the usual answer.
+pub fn reveals_unknown_users(settings: &Value) -> bool {
+    settings["reveal_unknown_users"].as_bool().unwrap_or(false)
+}
+
 /// Per-subject cooldown and hourly cap (link sends; one-time codes keep theirs on the
 /// challenge row).
 pub async fn subject_limits(
@@ -133,5 +173,11 @@ mod tests {
         assert!(!country_allowed(&settings, "+14155550123"));
         assert!(country_allowed(&Value::Null, "+14155550123"));
         assert_eq!(number_prefix("+14155550123"), "+14155");
+        assert_eq!(ip_key("203.0.113.7").as_deref(), Some("203.0.113.7"));
+        assert_eq!(
+            ip_key("2001:db8:1:2:3:4:5:6").as_deref(),
+            Some("2001:db8:1:2::/64")
+        );
+        assert!(ip_key("nope").is_none());
     }
 }
