@@ -35,6 +35,23 @@ pub const VERIFY_QUEUE: &str = "passgate.verify";
 pub const DELIVERY_EMAIL_QUEUE: &str = "passgate.delivery.email";
 pub const DELIVERY_SMS_QUEUE: &str = "passgate.delivery.sms";
 
+/// Delay queues of the delivery retry ladder (`passgate.delivery.retry.0` … `.3`): messages
+/// wait there for their per-message expiration, then dead-letter back to `passgate.commands`
+/// with their original routing key.
+pub const RETRY_QUEUE_PREFIX: &str = "passgate.delivery.retry.";
+pub const RETRY_TIERS: usize = 4;
+
+pub fn retry_queue(tier: usize) -> String {
+    format!("{RETRY_QUEUE_PREFIX}{}", tier.min(RETRY_TIERS - 1))
+}
+
+/// The fanout exchange in front of a delay queue. Messages are published to it with their
+/// original routing key, which dead-lettering keeps: after the delay they go back to the
+/// right work queue.
+pub fn retry_exchange(tier: usize) -> String {
+    format!("passgate.retry.{}", tier.min(RETRY_TIERS - 1))
+}
+
 /// Deliveries of one message before it is dead-lettered (poison protection).
 pub const DELIVERY_LIMIT: i64 = 5;
 
@@ -152,6 +169,19 @@ pub async fn declare_topology(channel: &Channel) -> lapin::Result<()> {
             FieldTable::default(),
         )
         .await?;
+    for tier in 0..RETRY_TIERS {
+        // Classic durable queues: per-message TTL with dead-lettering back to the commands
+        // exchange (the original routing key is kept).
+        let mut args = FieldTable::default();
+        args.insert(s("x-queue-type"), AMQPValue::LongString("classic".into()));
+        args.insert(
+            s("x-dead-letter-exchange"),
+            AMQPValue::LongString(COMMANDS_EXCHANGE.into()),
+        );
+        channel
+            .queue_declare(retry_queue(tier).as_str().into(), queue_opts, args)
+            .await?;
+    }
     for spec in WORK_QUEUES {
         channel
             .queue_declare(s(spec.name), queue_opts, quorum_args(true))

@@ -5,6 +5,7 @@
 pub mod apps;
 pub mod auth_requests;
 pub mod deliveries;
+pub mod delivery_attempts;
 pub mod magic_links;
 pub mod otp_challenges;
 pub mod rate_limits;

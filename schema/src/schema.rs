@@ -54,6 +54,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    delivery_attempts (delivery_id, attempt) {
+        delivery_id -> Uuid,
+        attempt -> Int4,
+        provider -> Nullable<Text>,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+        outcome -> Nullable<Text>,
+        error -> Nullable<Text>,
+        provider_message_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     magic_links (id) {
         id -> Uuid,
         app_id -> Uuid,
@@ -162,6 +175,7 @@ diesel::table! {
 
 diesel::joinable!(auth_requests -> apps (app_id));
 diesel::joinable!(deliveries -> apps (app_id));
+diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
 diesel::joinable!(magic_links -> apps (app_id));
 diesel::joinable!(magic_links -> users (user_id));
 diesel::joinable!(otp_challenges -> apps (app_id));
@@ -175,6 +189,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     apps,
     auth_requests,
     deliveries,
+    delivery_attempts,
     magic_links,
     otp_challenges,
     rate_limits,

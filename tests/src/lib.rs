@@ -232,6 +232,11 @@ impl Default for Options {
             "0".to_owned(),
         );
         env.insert("PASSGATE_OTP_SENDS_PER_HOUR".to_owned(), "1000".to_owned());
+        // Fast delivery retries (the ladder's shape is unit-tested).
+        env.insert(
+            "PASSGATE_DELIVERY_RETRY_DELAYS".to_owned(),
+            "0.2,0.4,0.8".to_owned(),
+        );
         // Workers see a rotated signing key at once.
         env.insert(
             "PASSGATE_SIGNING_KEY_REFRESH_SECS".to_owned(),

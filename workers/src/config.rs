@@ -9,6 +9,7 @@ use passgate_core::config::{self, Common, ConfigError};
 use passgate_core::crypto::SecretKey;
 
 use crate::domain::otp::Policy;
+use crate::domain::retry::Schedule;
 use crate::roles::Role;
 
 #[derive(Debug, Clone)]
@@ -19,9 +20,24 @@ pub enum EmailTransport {
     Mailbox(PathBuf),
 }
 
+/// A configured secret: `Debug` never shows it.
+#[derive(Clone)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum SmsTransport {
     Twilio(crate::providers::sms::TwilioConfig),
+    /// A generic HTTP provider: JSON `{to, body, idempotency_key}`, signed with HMAC-SHA-256.
+    Webhook {
+        url: String,
+        secret: Redacted,
+    },
     /// Development: each text message is written as a file in this directory.
     Outbox(PathBuf),
 }
@@ -47,9 +63,16 @@ pub struct WorkerConfig {
     pub transport_key: SecretKey,
     /// Keyed hashes of codes and tokens; sealing of signing keys (`PASSGATE_DATA_KEY`).
     pub data_key: SecretKey,
-    pub email: EmailTransport,
+    /// Email providers in priority order (failover).
+    pub email: Vec<EmailTransport>,
     pub email_from: String,
-    pub sms: SmsTransport,
+    /// SMS providers in priority order (failover).
+    pub sms: Vec<SmsTransport>,
+    /// Delivery retries: delays and the number of attempts.
+    pub retry: Schedule,
+    /// Consecutive transient failures that open a provider's circuit, and how long it stays open.
+    pub breaker_threshold: u32,
+    pub breaker_cooldown: TimeDelta,
     pub otp: Policy,
     pub limits: Limits,
     pub access_token_ttl: TimeDelta,
@@ -69,35 +92,70 @@ impl WorkerConfig {
     pub fn from_env(roles: Vec<Role>) -> Result<Self, ConfigError> {
         let bind: String = config::optional("PASSGATE_WORKERS_BIND")
             .unwrap_or_else(|| "127.0.0.1:9090".to_owned());
-        let email = match config::optional("PASSGATE_SMTP_URL") {
-            Some(url) => EmailTransport::Smtp(url),
-            None => EmailTransport::Mailbox(PathBuf::from(
+        // Email providers in priority order: PASSGATE_SMTP_URL, then PASSGATE_SMTP_FALLBACK_URLS.
+        let mut email: Vec<EmailTransport> = config::optional("PASSGATE_SMTP_URL")
+            .into_iter()
+            .chain(
+                config::optional("PASSGATE_SMTP_FALLBACK_URLS")
+                    .map(|v| {
+                        v.split(',')
+                            .map(|u| u.trim().to_owned())
+                            .filter(|u| !u.is_empty())
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default(),
+            )
+            .map(EmailTransport::Smtp)
+            .collect();
+        if email.is_empty() {
+            email.push(EmailTransport::Mailbox(PathBuf::from(
                 config::optional("PASSGATE_MAILBOX_DIR").unwrap_or_else(|| "./mailbox".to_owned()),
-            )),
-        };
-        let sms = match config::optional("PASSGATE_TWILIO_ACCOUNT_SID") {
-            Some(account_sid) => {
-                use crate::providers::sms::{TwilioConfig, TwilioSender};
-                let sender = match (
-                    config::optional("PASSGATE_TWILIO_FROM"),
-                    config::optional("PASSGATE_TWILIO_MESSAGING_SERVICE_SID"),
-                ) {
-                    (_, Some(service)) => TwilioSender::MessagingService(service),
-                    (Some(from), None) => TwilioSender::From(from),
-                    (None, None) => return Err(ConfigError::Missing("PASSGATE_TWILIO_FROM")),
-                };
-                SmsTransport::Twilio(TwilioConfig {
-                    base_url: config::optional("PASSGATE_TWILIO_BASE_URL")
-                        .unwrap_or_else(|| "https://api.twilio.com".to_owned()),
-                    account_sid,
-                    auth_token: config::required("PASSGATE_TWILIO_AUTH_TOKEN")?,
-                    sender,
-                })
-            }
-            None => SmsTransport::Outbox(PathBuf::from(
+            )));
+        }
+        // SMS providers in priority order: Twilio, then a generic HTTP webhook.
+        let mut sms = Vec::new();
+        if let Some(account_sid) = config::optional("PASSGATE_TWILIO_ACCOUNT_SID") {
+            use crate::providers::sms::{TwilioConfig, TwilioSender};
+            let sender = match (
+                config::optional("PASSGATE_TWILIO_FROM"),
+                config::optional("PASSGATE_TWILIO_MESSAGING_SERVICE_SID"),
+            ) {
+                (_, Some(service)) => TwilioSender::MessagingService(service),
+                (Some(from), None) => TwilioSender::From(from),
+                (None, None) => return Err(ConfigError::Missing("PASSGATE_TWILIO_FROM")),
+            };
+            sms.push(SmsTransport::Twilio(TwilioConfig {
+                base_url: config::optional("PASSGATE_TWILIO_BASE_URL")
+                    .unwrap_or_else(|| "https://api.twilio.com".to_owned()),
+                account_sid,
+                auth_token: config::required("PASSGATE_TWILIO_AUTH_TOKEN")?,
+                sender,
+            }));
+        }
+        if let Some(url) = config::optional("PASSGATE_SMS_WEBHOOK_URL") {
+            sms.push(SmsTransport::Webhook {
+                url,
+                secret: Redacted(config::required("PASSGATE_SMS_WEBHOOK_SECRET")?),
+            });
+        }
+        if sms.is_empty() {
+            sms.push(SmsTransport::Outbox(PathBuf::from(
                 config::optional("PASSGATE_SMS_OUTBOX_DIR")
                     .unwrap_or_else(|| "./sms-outbox".to_owned()),
-            )),
+            )));
+        }
+        let retry = Schedule {
+            delays: match config::optional("PASSGATE_DELIVERY_RETRY_DELAYS") {
+                Some(raw) => {
+                    Schedule::parse_delays(&raw).map_err(|reason| ConfigError::Invalid {
+                        name: "PASSGATE_DELIVERY_RETRY_DELAYS",
+                        reason,
+                    })?
+                }
+                None => Schedule::default().delays,
+            },
+            jitter: 0.2,
+            max_attempts: config::parse_or("PASSGATE_DELIVERY_MAX_ATTEMPTS", 6)?,
         };
         let otp = Policy {
             code_length: config::parse_or("PASSGATE_OTP_LENGTH", 6)?,
@@ -124,6 +182,9 @@ impl WorkerConfig {
             data_key: config::key("PASSGATE_DATA_KEY")?,
             email,
             sms,
+            retry,
+            breaker_threshold: config::parse_or("PASSGATE_BREAKER_THRESHOLD", 5)?,
+            breaker_cooldown: secs("PASSGATE_BREAKER_COOLDOWN_SECS", 30)?,
             email_from: config::optional("PASSGATE_EMAIL_FROM")
                 .unwrap_or_else(|| "Passgate <no-reply@passgate.local>".to_owned()),
             otp,

@@ -278,8 +278,77 @@ async fn run_task<J: Job>(
     delivery: &Delivery,
 ) -> Result<(), JobError> {
     let msg = decode::<J::Payload>(delivery, J::KIND)?;
-    J::run(ctx, &msg).await?;
-    J::after_commit(ctx, publish, &msg).await
+    match J::run(ctx, &msg).await? {
+        Outcome::Retry { delay, tier } => {
+            metrics::counter!("passgate_jobs_retried_total", "job" => J::KIND.as_str())
+                .increment(1);
+            {
+                let exchange = passgate_core::amqp::retry_exchange(tier);
+                let route = (exchange.as_str(), delivery.routing_key.as_str());
+                republish(ctx, publish, delivery, route, Some(delay), None).await
+            }
+        }
+        Outcome::Park { reason } => {
+            metrics::counter!("passgate_jobs_parked_total", "job" => J::KIND.as_str()).increment(1);
+            tracing::warn!(job.name = J::KIND.as_str(), reason = %reason, "out of attempts; parked");
+            republish(
+                ctx,
+                publish,
+                delivery,
+                ("", passgate_core::amqp::DEAD_QUEUE),
+                None,
+                Some(&reason),
+            )
+            .await
+        }
+        Outcome::Done | Outcome::Reply(_) => J::after_commit(ctx, publish, &msg).await,
+    }
+}
+
+/// Publishes a copy of `delivery` (same body and properties) to `(exchange, routing key)`: a
+/// delay queue's exchange with the original routing key (and a per-message expiration), or
+/// the parking lot (with the reason in a header). Confirmed before the original is acked.
+async fn republish(
+    ctx: &JobContext,
+    publish: &Channel,
+    delivery: &Delivery,
+    (exchange, routing_key): (&str, &str),
+    delay: Option<Duration>,
+    reason: Option<&str>,
+) -> Result<(), JobError> {
+    use lapin::types::{AMQPValue, LongString};
+    let mut props = delivery.properties.clone();
+    let mut headers = props.headers().clone().unwrap_or_default();
+    let attempt = headers
+        .inner()
+        .get("x-attempt")
+        .and_then(|v| match v {
+            AMQPValue::LongLongInt(n) => Some(*n),
+            AMQPValue::LongInt(n) => Some(i64::from(*n)),
+            _ => None,
+        })
+        .unwrap_or(1);
+    headers.insert("x-attempt".into(), AMQPValue::LongLongInt(attempt + 1));
+    if let Some(reason) = reason {
+        headers.insert(
+            "x-passgate-reason".into(),
+            AMQPValue::LongString(LongString::from(reason)),
+        );
+    }
+    props = props.with_headers(headers);
+    if let Some(delay) = delay {
+        props = props.with_expiration(delay.as_millis().max(1).to_string().into());
+    }
+    passgate_core::amqp::publish_confirmed(
+        publish,
+        exchange,
+        routing_key,
+        &delivery.data,
+        props,
+        ctx.config.publish_timeout,
+    )
+    .await
+    .map_err(|e| JobError::Unavailable(e.into()))
 }
 
 /// Commands: make sure the request row exists (producers may publish straight to the broker),
@@ -319,7 +388,9 @@ async fn run_command<J: Job>(
     } else {
         match J::run(ctx, &msg).await {
             Ok(Outcome::Reply(reply)) => reply,
-            Ok(Outcome::Done) => return J::after_commit(ctx, publish, &msg).await,
+            Ok(Outcome::Done | Outcome::Retry { .. } | Outcome::Park { .. }) => {
+                return J::after_commit(ctx, publish, &msg).await;
+            }
             Err(JobError::Permanent(e)) => {
                 // The command can never succeed: give the caller a final answer instead of a
                 // request that stays pending, then park the message for an operator.

@@ -13,8 +13,7 @@ use passgate_schema::models::signing_keys::SigningKey;
 
 use crate::config::WorkerConfig;
 use crate::job::JobError;
-use crate::providers::email::Mailer;
-use crate::providers::sms::SmsSender;
+use crate::providers::{EmailChain, SmsChain};
 
 pub struct JobContext {
     pub config: WorkerConfig,
@@ -24,8 +23,10 @@ pub struct JobContext {
     pub transport: Sealer,
     /// Seals secrets at rest (signing keys).
     pub data_sealer: Sealer,
-    pub mailer: Option<Mailer>,
-    pub sms: Option<Arc<dyn SmsSender>>,
+    /// Email providers (delivery role).
+    pub email: Option<EmailChain>,
+    /// SMS providers (delivery role).
+    pub sms: Option<SmsChain>,
     signing_key: RwLock<Option<(ActiveKey, std::time::Instant)>>,
 }
 
@@ -34,8 +35,8 @@ impl JobContext {
         config: WorkerConfig,
         db: DbPool,
         clock: Clock,
-        mailer: Option<Mailer>,
-        sms: Option<Arc<dyn SmsSender>>,
+        email: Option<EmailChain>,
+        sms: Option<SmsChain>,
     ) -> Arc<Self> {
         Arc::new(Self {
             transport: Sealer::new(&config.transport_key),
@@ -43,7 +44,7 @@ impl JobContext {
             config,
             db,
             clock,
-            mailer,
+            email,
             sms,
             signing_key: RwLock::new(None),
         })

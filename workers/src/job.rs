@@ -53,6 +53,15 @@ pub enum Outcome {
     Reply(CommandReply),
     /// A task finished (or had nothing to do).
     Done,
+    /// Try the task again after `delay` (through the delay queue `tier`); the job recorded
+    /// the failed attempt.
+    Retry {
+        delay: std::time::Duration,
+        tier: usize,
+    },
+    /// Out of attempts: park the message in `passgate.dead` for an operator; the job recorded
+    /// the final failure.
+    Park { reason: String },
 }
 
 /// One message type's handler. Every job is idempotent: RabbitMQ delivers at least once.

@@ -14,12 +14,9 @@ use passgate_core::amqp::{self, Live};
 use passgate_core::clock::Clock;
 use passgate_core::db::{self, DbPool};
 use passgate_core::telemetry::{self, Shutdown};
-use passgate_workers::config::SmsTransport;
 use passgate_workers::config::WorkerConfig;
 use passgate_workers::consumer::{self, WorkerBroker};
 use passgate_workers::context::JobContext;
-use passgate_workers::providers::email::Mailer;
-use passgate_workers::providers::sms::{Outbox, SmsSender, Twilio};
 use passgate_workers::roles::Role;
 use serde_json::json;
 
@@ -86,26 +83,12 @@ async fn main() -> anyhow::Result<()> {
         config.common.database_pool_size,
         Duration::from_secs(3),
     )?;
-    let mailer = if roles.contains(&Role::Delivery) {
-        Some(Mailer::from_config(&config.email)?)
+    let (email, sms) = if roles.contains(&Role::Delivery) {
+        let (email, sms) = passgate_workers::providers::build(&config)?;
+        tracing::info!(email = ?email.names(), sms = ?sms.names(), "delivery providers (in priority order)");
+        (Some(email), Some(sms))
     } else {
-        None
-    };
-    if let passgate_workers::config::EmailTransport::Mailbox(dir) = &config.email
-        && roles.contains(&Role::Delivery)
-    {
-        tracing::info!(mailbox = %dir.display(), "no PASSGATE_SMTP_URL: emails are written to this directory");
-    }
-    let sms: Option<Arc<dyn SmsSender>> = if roles.contains(&Role::Delivery) {
-        Some(match &config.sms {
-            SmsTransport::Twilio(twilio) => Arc::new(Twilio::new(twilio.clone())?),
-            SmsTransport::Outbox(dir) => {
-                tracing::info!(outbox = %dir.display(), "no PASSGATE_TWILIO_ACCOUNT_SID: text messages are written to this directory");
-                Arc::new(Outbox::new(dir.clone())?)
-            }
-        })
-    } else {
-        None
+        (None, None)
     };
     let clock = Clock::from_env();
     if clock.is_test_clock() {
@@ -114,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
     let bind = config.bind;
     let grace = config.shutdown_grace;
     let amqp_url = config.common.amqp_url.clone();
-    let ctx = JobContext::new(config, db.clone(), clock, mailer, sms);
+    let ctx = JobContext::new(config, db.clone(), clock, email, sms);
 
     if roles.contains(&Role::Verify) {
         // Publish a signing key before the first login, so the JWKS is never empty.

@@ -18,6 +18,9 @@ pub const STATUS_SENDING: &str = "sending";
 pub const STATUS_SENT: &str = "sent";
 pub const STATUS_FAILED: &str = "failed";
 pub const STATUS_EXPIRED: &str = "expired";
+/// `error_class` of a delivery whose transient failures used up every attempt. Its sealed
+/// secret is kept (until it expires) so an operator can requeue it.
+pub const CLASS_EXHAUSTED: &str = "transient_exhausted";
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = deliveries, check_for_backend(diesel::pg::Pg))]
@@ -183,5 +186,51 @@ impl Delivery {
             .execute(conn)
             .await
             .map(drop)
+    }
+
+    /// Out of attempts after transient failures: `failed`, secret kept for a requeue.
+    pub async fn mark_exhausted(
+        conn: &mut DbConn,
+        id: DeliveryId,
+        provider: Option<&str>,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> QueryResult<()> {
+        diesel::update(deliveries::table.find(id))
+            .set((
+                deliveries::status.eq(STATUS_FAILED),
+                deliveries::provider.eq(provider),
+                deliveries::error_class.eq(CLASS_EXHAUSTED),
+                deliveries::last_error.eq(error),
+                deliveries::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await
+            .map(drop)
+    }
+
+    /// An operator requeues an exhausted delivery: back to `queued` if its secret is still
+    /// there and still valid. `false` when it cannot be sent any more.
+    pub async fn requeue_exhausted(
+        conn: &mut DbConn,
+        id: DeliveryId,
+        now: DateTime<Utc>,
+    ) -> QueryResult<bool> {
+        diesel::update(
+            deliveries::table
+                .find(id)
+                .filter(deliveries::status.eq(STATUS_FAILED))
+                .filter(deliveries::error_class.eq(CLASS_EXHAUSTED))
+                .filter(deliveries::sealed_payload.is_not_null())
+                .filter(deliveries::expires_at.gt(now)),
+        )
+        .set((
+            deliveries::status.eq(STATUS_QUEUED),
+            deliveries::attempts.eq(0),
+            deliveries::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await
+        .map(|n| n == 1)
     }
 }

@@ -1,3 +1,5 @@
 //! Pure domain logic: no I/O, time passed in.
 
+pub mod breaker;
 pub mod otp;
+pub mod retry;

@@ -1,7 +1,16 @@
-//! `delivery.email` and `delivery.sms` (delivery role): send one message. The delivery row is
-//! claimed first (`queued` → `sending`, attempt counted, 60 s lease), so a delivery that was
-//! sent is never sent again on redelivery and two copies of a task cannot send in parallel; a
-//! secret that expired before it could be sent is not sent at all.
+//! `delivery.email` and `delivery.sms` (delivery role): send one message, exactly once as far
+//! as we can make it so.
+//!
+//! - The delivery row is claimed first (`queued` → `sending`, attempt counted, 60 s lease), and
+//!   the attempt is recorded in `delivery_attempts` before any provider is called: a delivery
+//!   already sent is never sent again on redelivery, and two copies of a task cannot send in
+//!   parallel. Twilio and the SMS webhook also get the delivery id as idempotency key.
+//! - A secret that expired before it could be sent is not sent at all.
+//! - Providers are tried in priority order behind circuit breakers ([`crate::providers::Chain`]).
+//! - A transient failure schedules the next attempt through the delay queues with backoff and
+//!   jitter ([`crate::domain::retry`]); permanent failures end at once; a delivery out of
+//!   attempts is recorded `failed` (its sealed secret kept for an operator's requeue until it
+//!   expires) and its message is parked in `passgate.dead`.
 
 use chrono::TimeDelta;
 use passgate_core::db;
@@ -9,12 +18,13 @@ use passgate_core::telemetry::{mask_email, mask_phone};
 use passgate_schema::messages::{Channel, Deliver, Envelope, MessageKind};
 use passgate_schema::models::apps::App;
 use passgate_schema::models::deliveries::{self, Delivery};
+use passgate_schema::models::delivery_attempts::{self, AttemptEnd, NewDeliveryAttempt};
 
 use crate::context::JobContext;
 use crate::job::{Job, JobError, Outcome};
 use crate::jobs::otp_send::delivery_seal_context;
-use crate::providers::SendError;
 use crate::providers::email::Email;
+use crate::providers::{ChainResult, SendError};
 use crate::templates;
 
 /// How long a claimed delivery belongs to the worker sending it; after that (the worker died)
@@ -43,35 +53,30 @@ impl Job for DeliverSmsJob {
     }
 }
 
-/// A delivery this worker can never make: recorded as failed (secret erased), then parked.
-async fn give_up(
-    ctx: &JobContext,
-    delivery: &Delivery,
-    provider: Option<&str>,
-    why: &str,
-) -> Result<Outcome, JobError> {
-    let mut conn = db::conn(&ctx.db).await?;
-    Delivery::mark_final_failure(
-        &mut conn,
-        delivery.id,
-        deliveries::STATUS_FAILED,
-        provider,
-        "permanent",
-        why,
-        ctx.clock.now(),
-    )
-    .await?;
-    Err(JobError::permanent(anyhow::anyhow!(
-        "delivery {}: {why}",
-        delivery.id
-    )))
-}
-
 fn masked(channel: Channel, destination: &str) -> String {
     match channel {
         Channel::Email => mask_email(destination),
         Channel::Sms => mask_phone(destination),
     }
+}
+
+/// A delivery this worker can never make: recorded as failed (secret erased), then parked.
+async fn give_up(ctx: &JobContext, delivery: &Delivery, why: &str) -> Result<Outcome, JobError> {
+    let mut conn = db::conn(&ctx.db).await?;
+    let now = ctx.clock.now();
+    Delivery::mark_final_failure(
+        &mut conn,
+        delivery.id,
+        deliveries::STATUS_FAILED,
+        None,
+        "permanent",
+        why,
+        now,
+    )
+    .await?;
+    Ok(Outcome::Park {
+        reason: format!("delivery {}: {why}", delivery.id),
+    })
 }
 
 async fn deliver(
@@ -85,19 +90,58 @@ async fn deliver(
     let mut conn = db::conn(&ctx.db).await?;
     let Some(delivery) = Delivery::claim(&mut conn, task.delivery_id, now, SEND_LEASE).await?
     else {
+        // Sent, failed or expired already: nothing to do. Being sent right now (another copy
+        // of this task holds the lease): come back when the lease ends, so the delivery is
+        // finished by someone even if that worker dies.
+        let current = Delivery::find(&mut conn, task.delivery_id).await?;
         metrics::counter!("passgate_delivery_duplicates_total", "channel" => label).increment(1);
+        return Ok(match current {
+            Some(d) if d.status == deliveries::STATUS_SENDING => {
+                let left = (d.updated_at + SEND_LEASE - now)
+                    .to_std()
+                    .unwrap_or_default();
+                Outcome::Retry {
+                    delay: left + std::time::Duration::from_secs(1),
+                    tier: 0,
+                }
+            }
+            _ => Outcome::Done,
+        });
+    };
+    if delivery.attempts > 1
+        && channel == Channel::Email
+        && delivery_attempts::unfinished(&mut conn, delivery.id, delivery.attempts - 1).await?
+    {
+        // The previous worker died during its SMTP call: the relay may have accepted the
+        // message, and SMTP has no idempotency key. Sending again could deliver it twice, so
+        // the outcome is recorded as unknown instead (SMS providers get an idempotency key and
+        // are simply called again).
+        let end = AttemptEnd {
+            provider: None,
+            outcome: "unknown",
+            error: Some("worker died during the provider call"),
+            provider_message_id: None,
+        };
+        delivery_attempts::finish(&mut conn, delivery.id, delivery.attempts - 1, end, now).await?;
+        Delivery::mark_final_failure(
+            &mut conn,
+            delivery.id,
+            deliveries::STATUS_FAILED,
+            None,
+            "outcome_unknown",
+            "worker died during the provider call",
+            now,
+        )
+        .await?;
+        metrics::counter!("passgate_deliveries_total", "channel" => label, "status" => "outcome_unknown").increment(1);
         return Ok(Outcome::Done);
-    };
-    let provider = match channel {
-        Channel::Email => ctx.mailer.as_ref().map(|m| m.provider()),
-        Channel::Sms => ctx.sms.as_ref().map(|s| s.provider()),
-    };
+    }
     if now >= delivery.expires_at {
         Delivery::mark_final_failure(
             &mut conn,
             delivery.id,
             deliveries::STATUS_EXPIRED,
-            provider,
+            None,
             "expired",
             "expired before delivery",
             now,
@@ -111,42 +155,47 @@ async fn deliver(
         .transport
         .open_b64(&delivery_seal_context(delivery.id), &task.secret_sealed)
     else {
-        Delivery::mark_final_failure(
-            &mut conn,
-            delivery.id,
-            deliveries::STATUS_FAILED,
-            provider,
-            "permanent",
-            "sealed secret cannot be opened",
-            now,
-        )
-        .await?;
-        return Err(JobError::permanent(anyhow::anyhow!(
-            "sealed secret cannot be opened"
-        )));
+        drop(conn);
+        return give_up(ctx, &delivery, "sealed secret cannot be opened").await;
     };
     let secret = String::from_utf8_lossy(&secret).into_owned();
     let app = App::find(&mut conn, delivery.app_id).await?;
+    // Recorded before any provider is called: a crash mid-call leaves an unfinished attempt.
+    NewDeliveryAttempt {
+        delivery_id: delivery.id,
+        attempt: delivery.attempts,
+        provider: None,
+        started_at: now,
+    }
+    .insert(&mut conn)
+    .await?;
     drop(conn);
     let (app_name, settings) = app
         .map(|a| (a.name, a.settings))
         .unwrap_or_else(|| ("Passgate".to_owned(), serde_json::Value::Null));
     let minutes = ((delivery.expires_at - now).num_seconds().max(60) + 59) / 60;
     let started = std::time::Instant::now();
-    let result = match channel {
+    let sent: ChainResult = match channel {
         Channel::Email => {
             let rendered =
                 templates::render(&delivery.template, &app_name, &settings, &secret, minutes);
-            let (Some(mailer), Some(rendered)) = (&ctx.mailer, rendered) else {
-                return give_up(ctx, &delivery, provider, "no mailer or unknown template").await;
+            let (Some(chain), Some(rendered)) = (&ctx.email, rendered) else {
+                return give_up(ctx, &delivery, "no email provider or unknown template").await;
             };
-            mailer
-                .send(Email {
-                    from: &ctx.config.email_from,
-                    to: &delivery.destination,
-                    subject: &rendered.subject,
-                    text: rendered.text,
-                    html: rendered.html,
+            let (from, to) = (
+                ctx.config.email_from.as_str(),
+                delivery.destination.as_str(),
+            );
+            chain
+                .send(now, |mailer| {
+                    let email = Email {
+                        from,
+                        to,
+                        subject: &rendered.subject,
+                        text: rendered.text.clone(),
+                        html: rendered.html.clone(),
+                    };
+                    mailer.send(email)
                 })
                 .await
         }
@@ -160,25 +209,49 @@ async fn deliver(
                 &secret,
                 minutes,
             );
-            let (Some(sms), Some(body)) = (&ctx.sms, body) else {
-                return give_up(
-                    ctx,
-                    &delivery,
-                    provider,
-                    "no SMS sender or unknown template",
-                )
-                .await;
+            let (Some(chain), Some(body)) = (&ctx.sms, body) else {
+                return give_up(ctx, &delivery, "no SMS provider or unknown template").await;
             };
-            sms.send(&delivery.destination, &body, &delivery.id.to_string())
-                .await
+            let key = delivery.id.to_string();
+            let (to, body, key) = (delivery.destination.as_str(), body.as_str(), key.as_str());
+            chain.send(now, |sms| sms.send(to, body, key)).await
         }
     };
     metrics::histogram!("passgate_delivery_duration_seconds", "channel" => label)
         .record(started.elapsed().as_secs_f64());
+    record(ctx, channel, &delivery, sent).await
+}
+
+/// Records the outcome of an attempt and decides what happens next.
+async fn record(
+    ctx: &JobContext,
+    channel: Channel,
+    delivery: &Delivery,
+    sent: ChainResult,
+) -> Result<Outcome, JobError> {
+    let label = channel.as_str();
     let mut conn = db::conn(&ctx.db).await?;
     let now = ctx.clock.now();
     let to = masked(channel, &delivery.destination);
-    match result {
+    let provider = sent.provider.as_deref();
+    let (outcome, error, message_id) = match &sent.result {
+        Ok(id) => ("sent", None, id.as_deref()),
+        Err(e) => (e.class(), Some(e.to_string()), None),
+    };
+    delivery_attempts::finish(
+        &mut conn,
+        delivery.id,
+        delivery.attempts,
+        AttemptEnd {
+            provider,
+            outcome,
+            error: error.as_deref(),
+            provider_message_id: message_id,
+        },
+        now,
+    )
+    .await?;
+    match sent.result {
         Ok(message_id) => {
             Delivery::mark_sent(
                 &mut conn,
@@ -190,7 +263,7 @@ async fn deliver(
             .await?;
             metrics::counter!("passgate_deliveries_total", "channel" => label, "status" => "sent")
                 .increment(1);
-            tracing::info!(delivery.id = %delivery.id, to = %to, "{label} sent");
+            tracing::info!(delivery.id = %delivery.id, to = %to, provider, "{label} sent");
             Ok(Outcome::Done)
         }
         Err(SendError::Permanent(e)) => {
@@ -205,22 +278,43 @@ async fn deliver(
             )
             .await?;
             metrics::counter!("passgate_deliveries_total", "channel" => label, "status" => "failed").increment(1);
-            tracing::warn!(delivery.id = %delivery.id, to = %to, error = %e, "{label} refused permanently");
+            tracing::warn!(delivery.id = %delivery.id, to = %to, provider, error = %e, "{label} refused permanently");
             Ok(Outcome::Done)
         }
         Err(e @ SendError::Transient(_)) => {
-            Delivery::mark_retry(
-                &mut conn,
-                delivery.id,
-                provider,
-                e.class(),
-                &e.to_string(),
-                now,
-            )
-            .await?;
-            metrics::counter!("passgate_deliveries_total", "channel" => label, "status" => "retry")
-                .increment(1);
-            Err(JobError::Transient(e.into()))
+            let attempts = u32::try_from(delivery.attempts).unwrap_or(u32::MAX);
+            let schedule = &ctx.config.retry;
+            match schedule.next_delay(attempts, rand::random::<f64>()) {
+                Some(delay)
+                    if now + TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX)
+                        < delivery.expires_at =>
+                {
+                    Delivery::mark_retry(
+                        &mut conn,
+                        delivery.id,
+                        provider,
+                        e.class(),
+                        &e.to_string(),
+                        now,
+                    )
+                    .await?;
+                    metrics::counter!("passgate_deliveries_total", "channel" => label, "status" => "retry").increment(1);
+                    tracing::warn!(delivery.id = %delivery.id, to = %to, provider, attempt = attempts, retry_in_ms = delay.as_millis() as u64, error = %e, "{label} failed; will retry");
+                    Ok(Outcome::Retry {
+                        delay,
+                        tier: schedule.tier(attempts),
+                    })
+                }
+                _ => {
+                    Delivery::mark_exhausted(&mut conn, delivery.id, provider, &e.to_string(), now)
+                        .await?;
+                    metrics::counter!("passgate_deliveries_total", "channel" => label, "status" => "exhausted").increment(1);
+                    tracing::error!(delivery.id = %delivery.id, to = %to, provider, attempts, error = %e, "{label} out of attempts; parked");
+                    Ok(Outcome::Park {
+                        reason: format!("out of attempts after {attempts}: {e}"),
+                    })
+                }
+            }
         }
     }
 }

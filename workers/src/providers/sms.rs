@@ -140,6 +140,86 @@ impl SmsSender for Twilio {
     }
 }
 
+/// A generic HTTP SMS provider (e.g. a gateway of the operator's): `POST url` with JSON
+/// `{"to", "body", "idempotency_key"}` and header `Passgate-Signature: sha256=<hex HMAC-SHA-256
+/// of the body under the shared secret>`; 2xx = sent (`id` or `message_id` in a JSON answer is
+/// kept), 429 and 5xx = transient, other statuses = permanent.
+pub struct Webhook {
+    url: String,
+    secret: String,
+    http: reqwest::Client,
+}
+
+impl Webhook {
+    pub fn new(url: String, secret: String) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Self { url, secret, http })
+    }
+
+    async fn post(
+        &self,
+        to: &str,
+        body: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<String>, SendError> {
+        use hmac::{Hmac, KeyInit, Mac};
+        let payload =
+            serde_json::json!({ "to": to, "body": body, "idempotency_key": idempotency_key })
+                .to_string();
+        let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(self.secret.as_bytes())
+            .map_err(|e| SendError::Permanent(e.to_string()))?;
+        mac.update(payload.as_bytes());
+        let signature: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let response = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("Passgate-Signature", format!("sha256={signature}"))
+            .header("Idempotency-Key", idempotency_key)
+            .body(payload)
+            .send()
+            .await
+            .map_err(|e| SendError::Transient(format!("sms webhook unreachable: {e}")))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            return Ok(v["id"]
+                .as_str()
+                .or(v["message_id"].as_str())
+                .map(str::to_owned));
+        }
+        let detail = format!(
+            "sms webhook {}: {}",
+            status.as_u16(),
+            text.chars().take(200).collect::<String>()
+        );
+        if status.as_u16() == 429 || status.is_server_error() {
+            Err(SendError::Transient(detail))
+        } else {
+            Err(SendError::Permanent(detail))
+        }
+    }
+}
+
+impl SmsSender for Webhook {
+    fn provider(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn send<'a>(&'a self, to: &'a str, body: &'a str, idempotency_key: &'a str) -> SendFuture<'a> {
+        Box::pin(self.post(to, body, idempotency_key))
+    }
+}
+
 /// Development: each text message is written as a file in a directory.
 pub struct Outbox {
     dir: PathBuf,
