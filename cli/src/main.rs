@@ -33,10 +33,33 @@ enum Command {
     },
     /// Print new random values for PASSGATE_CLIENT_KEY, PASSGATE_TRANSPORT_KEY, PASSGATE_DATA_KEY.
     GenKeys,
+    /// The parking lot (`passgate.dead`): messages out of attempts, or undecodable.
+    Dead {
+        #[command(subcommand)]
+        command: DeadCommand,
+    },
     /// Token signing keys.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadCommand {
+    /// Show parked messages (they stay parked).
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Send parked messages back to work (deliveries: only while their secret is still
+    /// valid). Messages that cannot be requeued stay parked.
+    Requeue {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Only this message id.
+        #[arg(long)]
+        id: Option<String>,
     },
 }
 
@@ -107,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
                 println!("{name}={}", SecretKey::generate().to_base64());
             }
         }
+        Command::Dead { command } => dead(command).await?,
         Command::Keys { command } => {
             let url = config::required("PASSGATE_DATABASE_URL")?;
             let pool = passgate_core::db::pool(&url, 1, std::time::Duration::from_secs(5))?;
@@ -206,6 +230,128 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+fn header_text(props: &lapin::BasicProperties, name: &str) -> Option<String> {
+    use lapin::types::AMQPValue;
+    match props.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+#[expect(clippy::print_stdout, reason = "a CLI prints its results")]
+async fn dead(command: DeadCommand) -> anyhow::Result<()> {
+    use lapin::options::{BasicAckOptions, BasicGetOptions};
+    use passgate_core::amqp::{COMMANDS_EXCHANGE, DEAD_QUEUE, publish_confirmed};
+    use passgate_schema::messages::MessageKind;
+    let url = config::required("PASSGATE_AMQP_URL")?;
+    let conn = passgate_core::amqp::connect(&url, "passgate-cli").await?;
+    let channel = passgate_core::amqp::confirm_channel(&conn).await?;
+    let (limit, only, requeue) = match &command {
+        DeadCommand::List { limit } => (*limit, None, false),
+        DeadCommand::Requeue { limit, id } => (*limit, id.clone(), true),
+    };
+    let db = if requeue {
+        let db_url = config::required("PASSGATE_DATABASE_URL")?;
+        Some(passgate_core::db::pool(
+            &db_url,
+            1,
+            std::time::Duration::from_secs(5),
+        )?)
+    } else {
+        None
+    };
+    let now = passgate_core::clock::Clock::from_env().now();
+    let (mut seen, mut requeued, mut kept) = (0, 0, 0);
+    // Messages taken here and not acked go back to the queue when the channel closes.
+    while seen < limit {
+        let Some(message) = channel
+            .basic_get(DEAD_QUEUE.into(), BasicGetOptions { no_ack: false })
+            .await?
+        else {
+            break;
+        };
+        seen += 1;
+        let props = &message.delivery.properties;
+        let id = props
+            .message_id()
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default();
+        let kind = props
+            .kind()
+            .as_ref()
+            .and_then(|k| MessageKind::parse(k.as_str()))
+            .or_else(|| {
+                serde_json::from_slice::<serde_json::Value>(&message.delivery.data)
+                    .ok()
+                    .and_then(|v| v["type"].as_str().and_then(MessageKind::parse))
+            });
+        let reason = header_text(props, "x-passgate-reason")
+            .or_else(|| header_text(props, "x-first-death-reason"))
+            .unwrap_or_else(|| "-".to_owned());
+        let kind_name = kind.map(|k| k.as_str()).unwrap_or("unknown");
+        if !requeue {
+            println!("{id}  {kind_name}  {reason}");
+            continue;
+        }
+        if only.as_ref().is_some_and(|o| *o != id) {
+            continue;
+        }
+        let Some(kind) = kind else {
+            println!("{id}: kept (no known type)");
+            kept += 1;
+            continue;
+        };
+        if matches!(kind, MessageKind::DeliverEmail | MessageKind::DeliverSms) {
+            let delivery_id = serde_json::from_slice::<serde_json::Value>(&message.delivery.data)
+                .ok()
+                .and_then(|v| {
+                    v["payload"]["delivery_id"]
+                        .as_str()
+                        .and_then(|d| d.parse().ok())
+                });
+            let ok = match (delivery_id, &db) {
+                (Some(delivery_id), Some(db)) => {
+                    let mut conn = passgate_core::db::conn(db).await?;
+                    passgate_schema::models::deliveries::Delivery::requeue_exhausted(
+                        &mut conn,
+                        delivery_id,
+                        now,
+                    )
+                    .await?
+                }
+                _ => false,
+            };
+            if !ok {
+                println!("{id}: kept (delivery already final, its secret expired, or unknown)");
+                kept += 1;
+                continue;
+            }
+        }
+        publish_confirmed(
+            &channel,
+            COMMANDS_EXCHANGE,
+            kind.as_str(),
+            &message.delivery.data,
+            props.clone(),
+            std::time::Duration::from_secs(5),
+        )
+        .await?;
+        message.delivery.ack(BasicAckOptions::default()).await?;
+        requeued += 1;
+        println!("{id}: requeued as {}", kind.as_str());
+    }
+    let _ = channel.close(200, "done".into()).await;
+    let _ = conn.close(200, "done".into()).await;
+    if requeue {
+        println!("{requeued} requeued, {kept} kept");
+    } else {
+        println!("{seen} parked message(s) shown");
     }
     Ok(())
 }

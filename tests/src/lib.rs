@@ -433,6 +433,11 @@ impl Stack {
         }
     }
 
+    /// Changes one variable for processes started from now on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.insert(key.to_owned(), value.to_owned());
+    }
+
     /// Runs the admin CLI with this stack's environment; returns stdout.
     pub async fn cli(&self, args: &[&str]) -> String {
         let out = Command::new(bin("passgate"))

@@ -76,7 +76,19 @@ impl Mail {
 pub struct SmtpSink {
     mails: Arc<Mutex<Vec<Mail>>>,
     arrived: Arc<Notify>,
+    faults: Arc<Mutex<Faults>>,
     pub port: u16,
+}
+
+/// Injected failures.
+#[derive(Default)]
+struct Faults {
+    /// Answer every MAIL FROM with this reply (e.g. "451 4.3.0 try later") while set.
+    refuse_all: Option<String>,
+    /// Answer RCPT TO for these addresses with this reply (e.g. "550 5.1.1 no such user").
+    reject: Vec<(String, String)>,
+    /// Messages accepted per address, counting retries (for exactly-once checks).
+    refused_count: usize,
 }
 
 impl SmtpSink {
@@ -120,10 +132,32 @@ impl SmtpSink {
                 to.clear();
                 b"250 ok\r\n"
             } else if upper.starts_with("MAIL FROM:") {
+                let refuse = self.faults.lock().ok().and_then(|mut f| {
+                    let r = f.refuse_all.clone();
+                    if r.is_some() {
+                        f.refused_count += 1;
+                    }
+                    r
+                });
+                if let Some(reply) = refuse {
+                    write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+                    continue;
+                }
                 from = address(&line);
                 b"250 ok\r\n"
             } else if upper.starts_with("RCPT TO:") {
-                to.push(address(&line));
+                let rcpt = address(&line);
+                let reject = self.faults.lock().ok().and_then(|f| {
+                    f.reject
+                        .iter()
+                        .find(|(a, _)| *a == rcpt)
+                        .map(|(_, r)| r.clone())
+                });
+                if let Some(reply) = reject {
+                    write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+                    continue;
+                }
+                to.push(rcpt);
                 b"250 ok\r\n"
             } else if upper.starts_with("DATA") {
                 write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
@@ -155,6 +189,37 @@ impl SmtpSink {
             };
             write.write_all(reply).await?;
         }
+    }
+
+    /// Refuse every message with `reply` (e.g. `"451 4.3.0 try again later"`) until
+    /// [`SmtpSink::accept_all`].
+    pub fn refuse_all(&self, reply: &str) {
+        if let Ok(mut f) = self.faults.lock() {
+            f.refuse_all = Some(reply.to_owned());
+        }
+    }
+
+    pub fn accept_all(&self) {
+        if let Ok(mut f) = self.faults.lock() {
+            f.refuse_all = None;
+        }
+    }
+
+    /// Messages refused by [`SmtpSink::refuse_all`] so far.
+    pub fn refused(&self) -> usize {
+        self.faults.lock().map(|f| f.refused_count).unwrap_or(0)
+    }
+
+    /// Reject one recipient for good with `reply` (e.g. `"550 5.1.1 no such user"`).
+    pub fn reject(&self, recipient: &str, reply: &str) {
+        if let Ok(mut f) = self.faults.lock() {
+            f.reject.push((recipient.to_owned(), reply.to_owned()));
+        }
+    }
+
+    /// Every message received so far.
+    pub fn all(&self) -> Vec<Mail> {
+        self.mails.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
     /// Every message received so far for `to`.

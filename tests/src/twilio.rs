@@ -169,7 +169,54 @@ fn url_decode_pairs(body: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+
+/// A generic SMS webhook provider (`POST /sms-webhook`, JSON, HMAC-signed): checks the
+/// signature and records the message like Twilio does.
+async fn webhook(State(fake): State<FakeTwilio>, headers: HeaderMap, body: String) -> Response {
+    use hmac::{Hmac, KeyInit, Mac};
+    let Ok(mut mac) = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(WEBHOOK_SECRET.as_bytes())
+    else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    mac.update(body.as_bytes());
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let given = headers
+        .get("passgate-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if given != format!("sha256={expected}") {
+        return (StatusCode::UNAUTHORIZED, "bad signature").into_response();
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let sms = Sms {
+        to: v["to"].as_str().unwrap_or_default().to_owned(),
+        from: None,
+        messaging_service_sid: Some("webhook".to_owned()),
+        body: v["body"].as_str().unwrap_or_default().to_owned(),
+        idempotency_token: v["idempotency_key"].as_str().map(str::to_owned),
+    };
+    if let Ok(mut m) = fake.messages.lock() {
+        m.push(sms);
+    }
+    fake.arrived.notify_waiters();
+    (
+        StatusCode::OK,
+        axum::Json(json!({"id": uuid::Uuid::new_v4()})),
+    )
+        .into_response()
+}
+
 impl FakeTwilio {
+    pub fn webhook_url(&self) -> String {
+        format!("http://127.0.0.1:{}/sms-webhook", self.port)
+    }
+
     pub async fn start() -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let fake = Self {
@@ -178,6 +225,7 @@ impl FakeTwilio {
         };
         let app = Router::new()
             .route("/2010-04-01/Accounts/{sid}/Messages.json", post(create))
+            .route("/sms-webhook", post(webhook))
             .with_state(fake.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
