@@ -178,8 +178,26 @@ pub async fn declare_topology(channel: &Channel) -> lapin::Result<()> {
             s("x-dead-letter-exchange"),
             AMQPValue::LongString(COMMANDS_EXCHANGE.into()),
         );
+        let (exchange, queue) = (retry_exchange(tier), retry_queue(tier));
         channel
-            .queue_declare(retry_queue(tier).as_str().into(), queue_opts, args)
+            .exchange_declare(
+                exchange.as_str().into(),
+                ExchangeKind::Fanout,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_declare(queue.as_str().into(), queue_opts, args)
+            .await?;
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.as_str().into(),
+                s(""),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
     }
     for spec in WORK_QUEUES {

@@ -35,25 +35,40 @@ impl DbError {
     }
 }
 
-/// Whether a query error means "try again later" (connection lost, serialization failure,
-/// server shutting down) rather than a bug or bad data.
+/// Whether a query error means "try again later" (connection lost, server restarting,
+/// serialization failure) rather than a bug or bad data.
 pub fn is_transient(error: &diesel::result::Error) -> bool {
     use diesel::result::{DatabaseErrorKind, Error};
-    match error {
-        Error::DatabaseError(kind, info) => match kind {
-            DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection => true,
-            DatabaseErrorKind::Unknown => {
-                let msg = info.message();
-                msg.contains("terminating connection")
-                    || msg.contains("connection")
-                    || msg.contains("shutting down")
-                    || msg.contains("starting up")
-            }
-            _ => false,
-        },
-        Error::BrokenTransactionManager => true,
+    let kind_says = match error {
+        Error::DatabaseError(
+            DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection,
+            _,
+        )
+        | Error::BrokenTransactionManager
+        | Error::RollbackErrorOnCommit { .. } => true,
+        Error::DatabaseError(_, info) => connection_trouble(info.message()),
         _ => false,
-    }
+    };
+    kind_says || connection_trouble(&error.to_string())
+}
+
+/// Messages of a lost or refused connection, whatever error variant carries them.
+fn connection_trouble(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "connection closed",
+        "terminating connection",
+        "shutting down",
+        "starting up",
+        "connection refused",
+        "connection reset",
+        "broken pipe",
+        "server closed the connection",
+        "could not connect",
+        "timed out",
+    ]
+    .iter()
+    .any(|needle| m.contains(needle))
 }
 
 /// A pool that opens connections lazily and gives up waiting for one after `wait`.

@@ -91,6 +91,32 @@ fn db_url(name: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// A fresh, migrated database on another PostgreSQL (fault tests); returns its URL.
+async fn create_private_database(admin_url: &str) -> String {
+    let admin = pg(admin_url).await;
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let url = format!(
+        "{}/{name}",
+        admin_url.rsplit_once('/').map(|(b, _)| b).unwrap()
+    );
+    let out = Command::new(bin("passgate"))
+        .arg("migrate")
+        .env("PASSGATE_DATABASE_URL", &url)
+        .output()
+        .await
+        .expect("run passgate migrate");
+    assert!(
+        out.status.success(),
+        "migrate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    url
+}
+
 /// Connects to one database.
 pub async fn pg(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -221,6 +247,8 @@ impl Broker {
 pub struct Options {
     pub env: HashMap<String, String>,
     pub broker: Broker,
+    /// A PostgreSQL of the test's own (its admin URL), instead of the shared one.
+    pub pg_admin: Option<String>,
 }
 
 impl Default for Options {
@@ -245,6 +273,7 @@ impl Default for Options {
         Self {
             env,
             broker: Broker::shared(),
+            pg_admin: None,
         }
     }
 }
@@ -288,8 +317,13 @@ impl Stack {
 
     pub async fn start_with(options: Options) -> Self {
         ensure_tls();
-        let (db_name, smtp, twilio) =
-            tokio::join!(create_database(), SmtpSink::start(), FakeTwilio::start());
+        let database = async {
+            match &options.pg_admin {
+                Some(admin) => create_private_database(admin).await,
+                None => db_url(&create_database().await),
+            }
+        };
+        let (db_url, smtp, twilio) = tokio::join!(database, SmtpSink::start(), FakeTwilio::start());
         let (smtp, twilio) = (smtp.unwrap(), twilio.unwrap());
         let vhost = format!("v_{}", uuid::Uuid::new_v4().simple());
         let amqp_url = options.broker.create_vhost(&vhost).await;
@@ -298,7 +332,6 @@ impl Stack {
         let clock_file =
             std::env::temp_dir().join(format!("passgate-clock-{}", uuid::Uuid::new_v4().simple()));
         std::fs::write(&clock_file, "0").unwrap();
-        let db_url = db_url(&db_name);
         let mut env: HashMap<String, String> = [
             ("PASSGATE_DATABASE_URL", db_url.clone()),
             ("PASSGATE_DATABASE_POOL_SIZE", "4".to_owned()),
@@ -357,9 +390,15 @@ impl Stack {
 
     /// Starts one of the binaries with this stack's environment.
     pub fn spawn(&self, name: &str, args: &[&str]) -> Child {
+        self.spawn_with(name, args, &[])
+    }
+
+    /// Starts one of the binaries with this stack's environment plus `extra`.
+    pub fn spawn_with(&self, name: &str, args: &[&str], extra: &[(&str, &str)]) -> Child {
         let mut cmd = Command::new(bin(name));
         cmd.args(args)
             .envs(&self.env)
+            .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .kill_on_drop(true);
         if std::env::var_os("PASSGATE_TEST_QUIET").is_some() {
@@ -430,6 +469,24 @@ impl Stack {
             app_id: v["app_id"].as_str().unwrap().to_owned(),
             client_id: v["client_id"].as_str().unwrap().to_owned(),
             client_secret: v["client_secret"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Polls a request until it is final, for up to `timeout`.
+    pub async fn poll_final_for(&self, token: &str, request_id: &str, timeout: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let r = self.get(&format!("/v1/requests/{request_id}"), token).await;
+            if r.status == 200 && r.body["status"] != "pending" {
+                return r.body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "request {request_id} not final after {timeout:?}: {} {:?}",
+                r.status,
+                r.body
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 

@@ -139,7 +139,13 @@ async fn create(
     };
     let sid = format!("SM{}", uuid::Uuid::new_v4().simple());
     if let Ok(mut m) = fake.messages.lock() {
-        m.push(sms);
+        // Like a provider that honours idempotency keys: a repeated key sends nothing new.
+        let repeated = sms.idempotency_token.is_some()
+            && m.iter()
+                .any(|old| old.idempotency_token == sms.idempotency_token);
+        if !repeated {
+            m.push(sms);
+        }
     }
     fake.arrived.notify_waiters();
     (
@@ -242,6 +248,18 @@ impl FakeTwilio {
         if let Ok(mut f) = self.failures.lock() {
             f.extend_from_slice(statuses);
         }
+    }
+
+    /// Messages sent under one idempotency key (a delivery id).
+    pub fn messages_with_key(&self, key: &str) -> usize {
+        self.messages
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|s| s.idempotency_token.as_deref() == Some(key))
+                    .count()
+            })
+            .unwrap_or(0)
     }
 
     pub fn messages_to(&self, to: &str) -> Vec<Sms> {

@@ -393,8 +393,11 @@ async fn run_command<J: Job>(
             }
             Err(JobError::Permanent(e)) => {
                 // The command can never succeed: give the caller a final answer instead of a
-                // request that stays pending, then park the message for an operator.
-                fail_request(ctx, publish, delivery, id).await;
+                // request that stays pending, then park the message for an operator. If even
+                // that cannot be recorded (the database went away), keep the message.
+                if !fail_request(ctx, publish, delivery, id).await {
+                    return Err(JobError::Unavailable(e));
+                }
                 return Err(JobError::Permanent(e));
             }
             Err(e) => return Err(e),
@@ -408,7 +411,13 @@ async fn run_command<J: Job>(
 }
 
 /// Records `500 internal_error` for a command that failed permanently, and tells the caller.
-async fn fail_request(ctx: &JobContext, publish: &Channel, delivery: &Delivery, id: RequestId) {
+/// `false` when the answer could not be recorded.
+async fn fail_request(
+    ctx: &JobContext,
+    publish: &Channel,
+    delivery: &Delivery,
+    id: RequestId,
+) -> bool {
     let answer = Answer::error(
         500,
         "internal_error",
@@ -424,8 +433,12 @@ async fn fail_request(ctx: &JobContext, publish: &Channel, delivery: &Delivery, 
             if let Some(reply_to) = delivery.properties.reply_to() {
                 send_reply(publish, reply_to.as_str(), &reply).await;
             }
+            true
         }
-        Err(e) => tracing::warn!(request.id = %id, error = %e, "could not record the failure"),
+        Err(e) => {
+            tracing::warn!(request.id = %id, error = %e, "could not record the failure; keeping the message");
+            false
+        }
     }
 }
 

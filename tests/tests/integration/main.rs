@@ -1,7 +1,12 @@
 //! Passgate integration tests: the real binaries against real PostgreSQL, RabbitMQ and SMTP.
 //! Run with `scripts/test.sh` (it starts the services and builds the binaries).
 
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 mod delivery;
 mod faults;

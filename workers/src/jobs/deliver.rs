@@ -31,6 +31,9 @@ use crate::templates;
 /// a redelivered task may claim it again. Longer than the providers' timeouts.
 const SEND_LEASE: TimeDelta = TimeDelta::seconds(60);
 
+/// How long a worker keeps trying to record a provider's answer while the database is away.
+const RECORD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
+
 pub struct DeliverEmailJob;
 
 impl Job for DeliverEmailJob {
@@ -219,7 +222,20 @@ async fn deliver(
     };
     metrics::histogram!("passgate_delivery_duration_seconds", "channel" => label)
         .record(started.elapsed().as_secs_f64());
-    record(ctx, channel, &delivery, sent).await
+    // The provider has answered: that answer must be recorded even if the database is away
+    // for a while (running the whole job again would send the message again).
+    let mut wait = std::time::Duration::from_millis(200);
+    let give_up_at = std::time::Instant::now() + RECORD_PATIENCE;
+    loop {
+        match record(ctx, channel, &delivery, &sent).await {
+            Err(JobError::Unavailable(e)) if std::time::Instant::now() < give_up_at => {
+                tracing::warn!(delivery.id = %delivery.id, error = %e, "cannot record the outcome yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Records the outcome of an attempt and decides what happens next.
@@ -227,7 +243,7 @@ async fn record(
     ctx: &JobContext,
     channel: Channel,
     delivery: &Delivery,
-    sent: ChainResult,
+    sent: &ChainResult,
 ) -> Result<Outcome, JobError> {
     let label = channel.as_str();
     let mut conn = db::conn(&ctx.db).await?;
@@ -251,7 +267,7 @@ async fn record(
         now,
     )
     .await?;
-    match sent.result {
+    match &sent.result {
         Ok(message_id) => {
             Delivery::mark_sent(
                 &mut conn,
@@ -273,7 +289,7 @@ async fn record(
                 deliveries::STATUS_FAILED,
                 provider,
                 "permanent",
-                &e,
+                e,
                 now,
             )
             .await?;
