@@ -14,6 +14,8 @@ pub struct Mail {
     pub from: String,
     pub to: Vec<String>,
     pub data: String,
+    /// When the message was accepted (end-to-end latency in benchmarks).
+    pub received_at: std::time::Instant,
 }
 
 impl Mail {
@@ -177,6 +179,7 @@ impl SmtpSink {
                         from: std::mem::take(&mut from),
                         to: std::mem::take(&mut to),
                         data,
+                        received_at: std::time::Instant::now(),
                     });
                 }
                 self.arrived.notify_waiters();

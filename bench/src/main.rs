@@ -1,0 +1,397 @@
+//! `passgate-bench`: a load generator for Passgate.
+//!
+//! It starts a real system the way the integration tests do (the `passgate-api` and
+//! `passgate-workers` binaries of `--bin-dir`, against the PostgreSQL and RabbitMQ of
+//! `scripts/services.sh`, with an SMTP server inside the harness), then drives scenarios for a
+//! bounded time and number of requests, on loopback only, and prints a table: requests/s,
+//! latency percentiles, errors, peak RSS of the API and worker processes, and the CPU seconds
+//! RabbitMQ and PostgreSQL used during each scenario.
+//!
+//! Adding a scenario is one function returning [`Measured`] and one line in `main`.
+//!
+//! ```text
+//! scripts/bench.sh                 # release build, every scenario, 20 s each
+//! scripts/bench.sh --seconds 3     # a smoke run (CI)
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use passgate_tests::{Options, Stack};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+#[derive(Parser, Debug)]
+#[command(name = "passgate-bench")]
+struct Args {
+    /// Seconds each scenario runs.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Most requests a scenario sends.
+    #[arg(long, default_value_t = 200_000)]
+    max_requests: usize,
+    /// Concurrent clients of the accept scenario.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Sends per second offered in the end-to-end scenario.
+    #[arg(long, default_value_t = 300)]
+    rate: u64,
+    /// Scenarios to run (accept, e2e, login).
+    #[arg(long, value_delimiter = ',', default_value = "accept,e2e,login")]
+    scenarios: Vec<String>,
+}
+
+/// Latency samples and counts of one scenario (or one step of it).
+#[derive(Default)]
+struct Measured {
+    name: String,
+    samples: Vec<Duration>,
+    errors: usize,
+    elapsed: Duration,
+}
+
+impl Measured {
+    fn percentile(&self, p: f64) -> Duration {
+        if self.samples.is_empty() {
+            return Duration::ZERO;
+        }
+        let mut sorted = self.samples.clone();
+        sorted.sort_unstable();
+        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[index.min(sorted.len() - 1)]
+    }
+
+    fn row(&self) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let rate = self.samples.len() as f64 / self.elapsed.as_secs_f64().max(0.001);
+        format!(
+            "| {:<22} | {:>8} | {:>9.0} | {:>8.1} | {:>8.1} | {:>8.1} | {:>6} |",
+            self.name,
+            self.samples.len(),
+            rate,
+            ms(self.percentile(0.50)),
+            ms(self.percentile(0.95)),
+            ms(self.percentile(0.99)),
+            self.errors
+        )
+    }
+}
+
+/// Peak and current resident memory of a process, in MiB (from /proc).
+fn rss_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|kib| kib / 1024.0)
+            .unwrap_or(0.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// CPU seconds used so far by every process whose command line contains `needle`.
+fn cpu_seconds(needle: &str) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    let mut total = 0.0;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmdline).contains(needle) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        // Fields after the command name (which is in parentheses): utime is 14th, stime 15th.
+        if let Some(rest) = stat.rsplit(')').next() {
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let value = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            total += (value(11) + value(12)) / ticks;
+        }
+    }
+    total
+}
+
+struct CpuProbe {
+    rabbit: f64,
+    postgres: f64,
+    api: f64,
+    workers: f64,
+}
+
+impl CpuProbe {
+    fn now() -> Self {
+        Self {
+            rabbit: cpu_seconds("beam.smp"),
+            postgres: cpu_seconds("postgres"),
+            api: cpu_seconds("passgate-api"),
+            workers: cpu_seconds("passgate-workers"),
+        }
+    }
+
+    fn since(&self, earlier: &CpuProbe) -> String {
+        format!(
+            "CPU s: api {:.1}, workers {:.1}, RabbitMQ {:.1}, PostgreSQL {:.1}",
+            self.api - earlier.api,
+            self.workers - earlier.workers,
+            self.rabbit - earlier.rabbit,
+            self.postgres - earlier.postgres
+        )
+    }
+}
+
+fn send_body(i: usize, prefix: &str) -> serde_json::Value {
+    json!({"channel": "email", "identifier_type": "email", "identifier": format!("{prefix}{i}@bench.test"), "create_new_user": true})
+}
+
+/// `otp/send` with `Prefer: respond-async`, distinct identifiers, many concurrent clients.
+async fn accept(stack: &Arc<Stack>, token: &str, args: &Args) -> Measured {
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients {
+        let (stack, token, next) = (stack.clone(), token.to_owned(), next.clone());
+        let max = args.max_requests;
+        tasks.push(tokio::spawn(async move {
+            let (mut samples, mut errors) = (Vec::new(), 0);
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= max {
+                    break;
+                }
+                let t = Instant::now();
+                let r = stack
+                    .post(
+                        "/v1/auth/otp/send",
+                        &token,
+                        &send_body(i, "a"),
+                        &[("Prefer", "respond-async")],
+                    )
+                    .await;
+                if r.status == 202 {
+                    samples.push(t.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (samples, errors)
+        }));
+    }
+    let mut m = Measured {
+        name: "accept (otp/send, 202)".into(),
+        ..Default::default()
+    };
+    for task in tasks {
+        if let Ok((samples, errors)) = task.await {
+            m.samples.extend(samples);
+            m.errors += errors;
+        }
+    }
+    m.elapsed = started.elapsed();
+    m
+}
+
+/// Email codes from `send` to the message arriving at the SMTP server, at an offered rate.
+async fn end_to_end(stack: &Arc<Stack>, token: &str, args: &Args) -> Measured {
+    let period = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let sent_at = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let mut ticker = tokio::time::interval(period);
+    let started = Instant::now();
+    let mut i = 0;
+    let mut inflight = Vec::new();
+    while Instant::now() < deadline && i < args.max_requests {
+        ticker.tick().await;
+        let (stack, token, sent_at, errors) = (
+            stack.clone(),
+            token.to_owned(),
+            sent_at.clone(),
+            errors.clone(),
+        );
+        let n = i;
+        inflight.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let r = stack
+                .post(
+                    "/v1/auth/otp/send",
+                    &token,
+                    &send_body(n, "e"),
+                    &[("Prefer", "respond-async")],
+                )
+                .await;
+            if r.status == 202 {
+                sent_at.lock().await.push((format!("e{n}@bench.test"), t));
+            } else {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+        i += 1;
+    }
+    for t in inflight {
+        let _ = t.await;
+    }
+    // Wait (bounded) for the mail of every accepted send.
+    let accepted = sent_at.lock().await.clone();
+    let wait_until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mails = stack.smtp.all();
+        let arrived = accepted
+            .iter()
+            .filter(|(to, _)| mails.iter().any(|m| m.to.iter().any(|x| x == to)))
+            .count();
+        if arrived == accepted.len() || Instant::now() > wait_until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mails = stack.smtp.all();
+    let mut m = Measured {
+        name: "e2e (send → SMTP)".into(),
+        errors: errors.load(Ordering::Relaxed),
+        ..Default::default()
+    };
+    let mut last_arrival = started;
+    for (to, t) in &accepted {
+        match mails.iter().find(|mail| mail.to.iter().any(|x| x == to)) {
+            Some(mail) => {
+                m.samples
+                    .push(mail.received_at.saturating_duration_since(*t));
+                last_arrival = last_arrival.max(mail.received_at);
+            }
+            None => m.errors += 1,
+        }
+    }
+    m.elapsed = last_arrival.saturating_duration_since(started);
+    m
+}
+
+/// A light login load: send (waiting mode), read the code, authenticate (waiting mode).
+async fn login(stack: &Arc<Stack>, token: &str, args: &Args) -> (Measured, Measured) {
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let next = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (stack, token, next, stop) =
+            (stack.clone(), token.to_owned(), next.clone(), stop.clone());
+        let max = args.max_requests;
+        tasks.push(tokio::spawn(async move {
+            let (mut send, mut auth, mut errors) = (Vec::new(), Vec::new(), 0);
+            while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= max {
+                    break;
+                }
+                let email = format!("l{i}@bench.test");
+                let t = Instant::now();
+                let r = stack
+                    .post("/v1/auth/otp/send", &token, &send_body(i, "l"), &[])
+                    .await;
+                if r.status != 200 {
+                    errors += 1;
+                    continue;
+                }
+                send.push(t.elapsed());
+                let Ok(code) = stack.smtp.code_for(&email, 1).await else {
+                    errors += 1;
+                    continue;
+                };
+                let t = Instant::now();
+                let r = stack.authenticate(&token, &email, &code).await;
+                if r.status == 200 {
+                    auth.push(t.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (send, auth, errors)
+        }));
+    }
+    let mut send = Measured {
+        name: "login: send (wait)".into(),
+        ..Default::default()
+    };
+    let mut auth = Measured {
+        name: "login: authenticate".into(),
+        ..Default::default()
+    };
+    for task in tasks {
+        if let Ok((s, a, e)) = task.await {
+            send.samples.extend(s);
+            auth.samples.extend(a);
+            send.errors += e;
+        }
+    }
+    send.elapsed = started.elapsed();
+    auth.elapsed = send.elapsed;
+    (send, auth)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let options = Options::default()
+        .set("PASSGATE_LOG", "warn")
+        .set("PASSGATE_DATABASE_POOL_SIZE", "16")
+        .set("PASSGATE_SENDS_PER_APP_PER_HOUR", "100000000")
+        .set("PASSGATE_OTP_SENDS_PER_HOUR", "1000");
+    let stack = Stack::start_with(options).await;
+    let api_pid = stack.api.as_ref().and_then(|c| c.id()).unwrap_or(0);
+    let workers_pid = stack.workers.as_ref().and_then(|c| c.id()).unwrap_or(0);
+    let idle = (rss_mib(api_pid), rss_mib(workers_pid));
+    let (_, token) = stack.app_with_token("Bench").await;
+    let stack = Arc::new(stack);
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for scenario in &args.scenarios {
+        let before = CpuProbe::now();
+        match scenario.as_str() {
+            "accept" => rows.push(accept(&stack, &token, &args).await),
+            "e2e" => rows.push(end_to_end(&stack, &token, &args).await),
+            "login" => {
+                let (send, auth) = login(&stack, &token, &args).await;
+                rows.push(send);
+                rows.push(auth);
+            }
+            other => anyhow::bail!("unknown scenario {other}"),
+        }
+        notes.push(format!("{scenario}: {}", CpuProbe::now().since(&before)));
+    }
+    let peak = (rss_mib(api_pid), rss_mib(workers_pid));
+    eprintln!(
+        "| scenario               | requests |   req/s   | p50 ms   | p95 ms   | p99 ms   | errors |"
+    );
+    eprintln!(
+        "|------------------------|----------|-----------|----------|----------|----------|--------|"
+    );
+    for row in &rows {
+        eprintln!("{}", row.row());
+    }
+    eprintln!();
+    for note in notes {
+        eprintln!("{note}");
+    }
+    eprintln!(
+        "memory MiB: api idle {:.1}, peak {:.1}; workers idle {:.1}, peak {:.1}",
+        idle.0.1, peak.0.0, idle.1.1, peak.1.0
+    );
+    let total_errors: usize = rows.iter().map(|r| r.errors).sum();
+    let total: usize = rows.iter().map(|r| r.samples.len()).sum();
+    anyhow::ensure!(total > 0, "no request succeeded");
+    eprintln!("bench: {total} requests measured, {total_errors} errors");
+    Ok(())
+}
