@@ -32,7 +32,8 @@ use crate::templates;
 const SEND_LEASE: TimeDelta = TimeDelta::seconds(60);
 
 /// How long a worker keeps trying to record a provider's answer while the database is away.
-const RECORD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
+/// Shorter than the lease, so no other copy can claim the delivery meanwhile.
+const RECORD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(50);
 
 pub struct DeliverEmailJob;
 
@@ -67,6 +68,13 @@ fn masked(channel: Channel, destination: &str) -> String {
 async fn give_up(ctx: &JobContext, delivery: &Delivery, why: &str) -> Result<Outcome, JobError> {
     let mut conn = db::conn(&ctx.db).await?;
     let now = ctx.clock.now();
+    let end = AttemptEnd {
+        provider: None,
+        outcome: "permanent",
+        error: Some(why),
+        provider_message_id: None,
+    };
+    delivery_attempts::finish(&mut conn, delivery.id, delivery.attempts, end, now).await?;
     Delivery::mark_final_failure(
         &mut conn,
         delivery.id,
@@ -106,6 +114,16 @@ async fn deliver(
                 Outcome::Retry {
                     delay: left + std::time::Duration::from_secs(1),
                     tier: 0,
+                }
+            }
+            // Exhausted, but its parking may not have happened (the broker went away right
+            // after the row was written): park it (again).
+            Some(d)
+                if d.status == deliveries::STATUS_FAILED
+                    && d.error_class.as_deref() == Some(deliveries::CLASS_EXHAUSTED) =>
+            {
+                Outcome::Park {
+                    reason: format!("out of attempts after {}", d.attempts),
                 }
             }
             _ => Outcome::Done,
