@@ -198,8 +198,14 @@ async fn deliver(
     let started = std::time::Instant::now();
     let sent: ChainResult = match channel {
         Channel::Email => {
-            let rendered =
-                templates::render(&delivery.template, &app_name, &settings, &secret, minutes);
+            let rendered = templates::render_localized(
+                &delivery.template,
+                &app_name,
+                &settings,
+                settings["locale"].as_str().unwrap_or("en"),
+                &secret,
+                minutes,
+            );
             let (Some(chain), Some(rendered)) = (&ctx.email, rendered) else {
                 return give_up(ctx, &delivery, "no email provider or unknown template").await;
             };
