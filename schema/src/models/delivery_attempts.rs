@@ -64,20 +64,24 @@ pub async fn finish(
     .map(drop)
 }
 
-/// Whether attempt `attempt` of the delivery started but never recorded an outcome (its
-/// worker died during the provider call).
-pub async fn unfinished(
+/// How an earlier attempt ended, if it was recorded: `Some((outcome, provider, provider
+/// message id))` when the attempt row exists; `outcome` is `None` when its worker died during
+/// the provider call.
+pub async fn previous(
     conn: &mut DbConn,
     delivery: DeliveryId,
     attempt: i32,
-) -> QueryResult<bool> {
+) -> QueryResult<Option<(Option<String>, Option<String>, Option<String>)>> {
     use diesel::OptionalExtension;
-    let outcome: Option<Option<String>> = delivery_attempts::table
+    delivery_attempts::table
         .filter(delivery_attempts::delivery_id.eq(delivery))
         .filter(delivery_attempts::attempt.eq(attempt))
-        .select(delivery_attempts::outcome)
+        .select((
+            delivery_attempts::outcome,
+            delivery_attempts::provider,
+            delivery_attempts::provider_message_id,
+        ))
         .first(conn)
         .await
-        .optional()?;
-    Ok(matches!(outcome, Some(None)))
+        .optional()
 }

@@ -129,10 +129,43 @@ async fn deliver(
             _ => Outcome::Done,
         });
     };
-    if delivery.attempts > 1
-        && channel == Channel::Email
-        && delivery_attempts::unfinished(&mut conn, delivery.id, delivery.attempts - 1).await?
+    let previous = if delivery.attempts > 1 {
+        delivery_attempts::previous(&mut conn, delivery.id, delivery.attempts - 1).await?
+    } else {
+        None
+    };
+    if let Some((Some(outcome), provider, message_id)) = &previous
+        && outcome == "sent"
     {
+        // The previous worker had the provider's acceptance recorded but died before the
+        // delivery was marked: it is sent.
+        Delivery::mark_sent(
+            &mut conn,
+            delivery.id,
+            provider.as_deref().unwrap_or("unknown"),
+            message_id.as_deref(),
+            now,
+        )
+        .await?;
+        return Ok(Outcome::Done);
+    }
+    if let Some((Some(outcome), provider, _)) = &previous
+        && outcome == "permanent"
+    {
+        // Refused for good, but the worker died before the delivery was marked.
+        Delivery::mark_final_failure(
+            &mut conn,
+            delivery.id,
+            deliveries::STATUS_FAILED,
+            provider.as_deref(),
+            "permanent",
+            "refused by the provider",
+            now,
+        )
+        .await?;
+        return Ok(Outcome::Done);
+    }
+    if channel == Channel::Email && matches!(previous, Some((None, _, _))) {
         // The previous worker died during its SMTP call: the relay may have accepted the
         // message, and SMTP has no idempotency key. Sending again could deliver it twice, so
         // the outcome is recorded as unknown instead (SMS providers get an idempotency key and
