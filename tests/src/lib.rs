@@ -212,15 +212,28 @@ impl Broker {
                 serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}),
             ),
         ] {
-            let status = http
-                .put(&url)
-                .basic_auth(&user, Some(&pass))
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .status();
-            assert!(status.is_success(), "PUT {url}: {status}");
+            // A broker that has just started may refuse its API for a moment: retry briefly.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let status = match http
+                    .put(&url)
+                    .basic_auth(&user, Some(&pass))
+                    .json(&body)
+                    .send()
+                    .await
+                {
+                    Ok(r) => Some(r.status()),
+                    Err(_) => None,
+                };
+                if status.is_some_and(|s| s.is_success()) {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "PUT {url}: {status:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
         }
         format!("{}/{vhost}", self.amqp_base)
     }
