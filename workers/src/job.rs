@@ -95,3 +95,26 @@ pub trait CommandJob: Job {
         msg: &Envelope<Self::Payload>,
     ) -> impl Future<Output = Result<crate::answer::Answer, JobError>> + Send;
 }
+
+/// Declares a command job: its message type and payload, and a `run` that is
+/// [`crate::answer::run_command`] around the job's [`CommandJob::decide`].
+#[macro_export]
+macro_rules! command_job {
+    ($job:ident, $kind:expr, $payload:ty) => {
+        pub struct $job;
+
+        impl $crate::job::Job for $job {
+            const KIND: passgate_schema::messages::MessageKind = $kind;
+            type Payload = $payload;
+
+            async fn run(
+                ctx: &$crate::context::JobContext,
+                msg: &passgate_schema::messages::Envelope<$payload>,
+            ) -> Result<$crate::job::Outcome, $crate::job::JobError> {
+                $crate::answer::run_command::<Self>(ctx, msg)
+                    .await
+                    .map($crate::job::Outcome::Reply)
+            }
+        }
+    };
+}

@@ -9,26 +9,19 @@ use passgate_schema::models::apps::App;
 use passgate_schema::models::magic_links::MagicLink;
 use passgate_schema::models::users::{Lookup, NewUser, User, Verified};
 
-use crate::answer::{self, Answer};
+use crate::answer::Answer;
 use crate::context::JobContext;
-use crate::job::{CommandJob, Job, JobError, Outcome};
+use crate::job::{CommandJob, JobError};
 use crate::jobs::link_send::LINK_PURPOSE;
 use crate::tokens;
 
 pub const CODE_SEAL_PURPOSE: &str = "link-code";
 
-pub struct LinkAuthenticateJob;
-
-impl Job for LinkAuthenticateJob {
-    const KIND: MessageKind = MessageKind::LinkAuthenticate;
-    type Payload = LinkAuthenticate;
-
-    async fn run(ctx: &JobContext, msg: &Envelope<LinkAuthenticate>) -> Result<Outcome, JobError> {
-        answer::run_command::<Self>(ctx, msg)
-            .await
-            .map(Outcome::Reply)
-    }
-}
+crate::command_job!(
+    LinkAuthenticateJob,
+    MessageKind::LinkAuthenticate,
+    LinkAuthenticate
+);
 
 impl CommandJob for LinkAuthenticateJob {
     async fn decide(

@@ -11,28 +11,21 @@ use passgate_schema::models::apps::App;
 use passgate_schema::models::otp_challenges::OtpChallenge;
 use passgate_schema::models::users::{NewUser, User, Verified};
 
-use crate::answer::{self, Answer};
+use crate::answer::Answer;
 use crate::context::JobContext;
 use crate::domain::otp::{Verdict, on_attempt};
-use crate::job::{CommandJob, Job, JobError, Outcome};
+use crate::job::{CommandJob, JobError};
 use crate::jobs::otp_send::CODE_PURPOSE;
 use crate::tokens;
 
 /// Must match the API's sealing purpose for passcodes.
 pub const PASSCODE_SEAL_PURPOSE: &str = "otp-passcode";
 
-pub struct OtpAuthenticateJob;
-
-impl Job for OtpAuthenticateJob {
-    const KIND: MessageKind = MessageKind::OtpAuthenticate;
-    type Payload = OtpAuthenticate;
-
-    async fn run(ctx: &JobContext, msg: &Envelope<OtpAuthenticate>) -> Result<Outcome, JobError> {
-        answer::run_command::<Self>(ctx, msg)
-            .await
-            .map(Outcome::Reply)
-    }
-}
+crate::command_job!(
+    OtpAuthenticateJob,
+    MessageKind::OtpAuthenticate,
+    OtpAuthenticate
+);
 
 impl CommandJob for OtpAuthenticateJob {
     async fn decide(

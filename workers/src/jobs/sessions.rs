@@ -11,9 +11,9 @@ use passgate_schema::models::apps::App;
 use passgate_schema::models::sessions::{RefreshToken, Session};
 use passgate_schema::models::users::{Lookup, User};
 
-use crate::answer::{self, Answer};
+use crate::answer::Answer;
 use crate::context::JobContext;
-use crate::job::{CommandJob, Job, JobError, Outcome};
+use crate::job::{CommandJob, JobError};
 use crate::tokens::{self, REFRESH_TOKEN_PURPOSE};
 
 pub const REFRESH_SEAL_PURPOSE: &str = "refresh-token";
@@ -47,18 +47,7 @@ async fn app_of(
     }
 }
 
-pub struct TokenRefreshJob;
-
-impl Job for TokenRefreshJob {
-    const KIND: MessageKind = MessageKind::TokenRefresh;
-    type Payload = TokenRefresh;
-
-    async fn run(ctx: &JobContext, msg: &Envelope<TokenRefresh>) -> Result<Outcome, JobError> {
-        answer::run_command::<Self>(ctx, msg)
-            .await
-            .map(Outcome::Reply)
-    }
-}
+crate::command_job!(TokenRefreshJob, MessageKind::TokenRefresh, TokenRefresh);
 
 impl CommandJob for TokenRefreshJob {
     async fn decide(
@@ -118,18 +107,11 @@ impl CommandJob for TokenRefreshJob {
     }
 }
 
-pub struct SessionAuthenticateJob;
-
-impl Job for SessionAuthenticateJob {
-    const KIND: MessageKind = MessageKind::SessionAuthenticate;
-    type Payload = SessionCommand;
-
-    async fn run(ctx: &JobContext, msg: &Envelope<SessionCommand>) -> Result<Outcome, JobError> {
-        answer::run_command::<Self>(ctx, msg)
-            .await
-            .map(Outcome::Reply)
-    }
-}
+crate::command_job!(
+    SessionAuthenticateJob,
+    MessageKind::SessionAuthenticate,
+    SessionCommand
+);
 
 impl CommandJob for SessionAuthenticateJob {
     async fn decide(
@@ -161,18 +143,7 @@ impl CommandJob for SessionAuthenticateJob {
     }
 }
 
-pub struct SessionLogoutJob;
-
-impl Job for SessionLogoutJob {
-    const KIND: MessageKind = MessageKind::SessionLogout;
-    type Payload = SessionCommand;
-
-    async fn run(ctx: &JobContext, msg: &Envelope<SessionCommand>) -> Result<Outcome, JobError> {
-        answer::run_command::<Self>(ctx, msg)
-            .await
-            .map(Outcome::Reply)
-    }
-}
+crate::command_job!(SessionLogoutJob, MessageKind::SessionLogout, SessionCommand);
 
 impl CommandJob for SessionLogoutJob {
     async fn decide(
