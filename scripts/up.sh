@@ -56,12 +56,13 @@ export PASSGATE_API_BIND=127.0.0.1:$API_PORT
 export PASSGATE_WORKERS_BIND=127.0.0.1:$WORKERS_PORT
 export PASSGATE_ISSUER=http://127.0.0.1:$API_PORT
 export PASSGATE_MAILBOX_DIR='$MAILBOX'
+export PASSGATE_SMS_OUTBOX_DIR='$DIR/sms-outbox'
 export PASSGATE_CLIENT_KEY='$PASSGATE_CLIENT_KEY'
 export PASSGATE_TRANSPORT_KEY='$PASSGATE_TRANSPORT_KEY'
 export PASSGATE_DATA_KEY='$PASSGATE_DATA_KEY'
 ENV
-# Development mode: no SMTP relay, email goes to the mailbox directory.
-unset PASSGATE_SMTP_URL
+# Development mode: no SMTP relay and no SMS provider; messages go to directories.
+unset PASSGATE_SMTP_URL PASSGATE_TWILIO_ACCOUNT_SID
 # shellcheck disable=SC1091
 source "$DIR/passgate.env"
 
@@ -101,6 +102,7 @@ Passgate is up.
   workers      http://127.0.0.1:$WORKERS_PORT/metrics (all roles)
   logs         $DIR/logs/
   mailbox      $MAILBOX   (every email the workers send, one .eml file each)
+  sms outbox   $DIR/sms-outbox   (every text message, one file each)
   demo app     client_id=$CLIENT_ID
                client_secret=$CLIENT_SECRET
 
