@@ -33,6 +33,16 @@ pub use twilio::FakeTwilio;
 
 const TEMPLATE_DB: &str = "passgate_test_template";
 
+/// The JWT with one character of its signature changed (in the middle: the last character of
+/// base64url can carry unused bits, so changing it may not change the signature).
+pub fn forge(jwt: &str) -> String {
+    let mut chars: Vec<char> = jwt.chars().collect();
+    let start = jwt.rfind('.').map(|i| i + 1).unwrap_or(0);
+    let i = start + (chars.len() - start) / 2;
+    chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+    chars.into_iter().collect()
+}
+
 /// reqwest is built with rustls and no default crypto provider (as the workers): install ring
 /// once before any client is built.
 pub fn ensure_tls() {

@@ -95,7 +95,7 @@ async fn email_code_login_end_to_end_with_jwt_verified_against_jwks() {
 
     // A forged signature does not verify.
     let access = auth.body["access_token"].as_str().unwrap();
-    let forged = format!("{}x", &access[..access.len() - 1]);
+    let forged = passgate_tests::forge(access);
     let jwks: jsonwebtoken::jwk::JwkSet = stack
         .http
         .get(format!("{}/.well-known/jwks.json", stack.api_url))

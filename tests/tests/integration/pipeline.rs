@@ -137,7 +137,8 @@ async fn caller_authentication_is_required_and_checked() {
     )
     .await;
     assert_eq!((none.status, none.error_code()), (401, "unauthorized"));
-    let forged = format!("{}A", &token[..token.len() - 1]);
+    let forged = passgate_tests::forge(&token);
+    assert_ne!(forged, token);
     assert_eq!(
         stack
             .post("/v1/auth/otp/send", &forged, &body, &[])
