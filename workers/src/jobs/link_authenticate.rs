@@ -5,7 +5,6 @@
 use passgate_schema::DbConn;
 use passgate_schema::ids::{RequestId, UserId};
 use passgate_schema::messages::{Envelope, LinkAuthenticate, MessageKind};
-use passgate_schema::models::apps::App;
 use passgate_schema::models::magic_links::MagicLink;
 use passgate_schema::models::users::{Lookup, NewUser, User, Verified};
 
@@ -48,15 +47,10 @@ async fn decide(
 ) -> Result<Answer, JobError> {
     let now = ctx.clock.now();
     let cmd = &msg.payload;
-    let Some(app) = App::find(conn, msg.app_id).await? else {
-        return Err(JobError::permanent(anyhow::anyhow!(
-            "unknown app {}",
-            msg.app_id
-        )));
+    let app = match super::active_app(conn, msg.app_id).await? {
+        Ok(app) => app,
+        Err(answer) => return Ok(answer),
     };
-    if !app.is_active() {
-        return Ok(Answer::error(403, "app_disabled", "this app is disabled"));
-    }
     let Ok(code) = ctx
         .transport
         .open_b64(&sealed_context(RequestId(msg.id)), &cmd.code_sealed)

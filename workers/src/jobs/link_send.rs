@@ -9,7 +9,6 @@ use passgate_core::crypto::random_token;
 use passgate_schema::DbConn;
 use passgate_schema::ids::{DeliveryId, RequestId};
 use passgate_schema::messages::{Envelope, IdentifierType, LinkSend, MessageKind};
-use passgate_schema::models::apps::App;
 use passgate_schema::models::deliveries::NewDelivery;
 use passgate_schema::models::magic_links::{MagicLink, NewMagicLink};
 use serde_json::json;
@@ -76,15 +75,10 @@ async fn decide(
 ) -> Result<Answer, JobError> {
     let now = ctx.clock.now();
     let cmd = &msg.payload;
-    let Some(app) = App::find(conn, msg.app_id).await? else {
-        return Err(JobError::permanent(anyhow::anyhow!(
-            "unknown app {}",
-            msg.app_id
-        )));
+    let app = match super::active_app(conn, msg.app_id).await? {
+        Ok(app) => app,
+        Err(answer) => return Ok(answer),
     };
-    if !app.is_active() {
-        return Ok(Answer::error(403, "app_disabled", "this app is disabled"));
-    }
     // Exact match only: no prefixes, no wildcards, no normalisation.
     if !app
         .redirect_uris

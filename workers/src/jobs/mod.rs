@@ -43,3 +43,23 @@ pub async fn resolve_subject(
     };
     Ok((user, subject))
 }
+
+/// The app a command speaks for: a permanent failure if it does not exist (the message is
+/// parked), `403 app_disabled` if it is disabled.
+pub async fn active_app(
+    conn: &mut DbConn,
+    id: AppId,
+) -> Result<Result<passgate_schema::models::apps::App, crate::answer::Answer>, crate::job::JobError>
+{
+    match passgate_schema::models::apps::App::find(conn, id).await? {
+        None => Err(crate::job::JobError::permanent(anyhow::anyhow!(
+            "unknown app {id}"
+        ))),
+        Some(app) if !app.is_active() => Ok(Err(crate::answer::Answer::error(
+            403,
+            "app_disabled",
+            "this app is disabled",
+        ))),
+        Some(app) => Ok(Ok(app)),
+    }
+}

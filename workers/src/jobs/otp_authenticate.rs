@@ -7,7 +7,6 @@ use passgate_core::crypto::ct_eq;
 use passgate_schema::DbConn;
 use passgate_schema::ids::{RequestId, UserId};
 use passgate_schema::messages::{Envelope, MessageKind, OtpAuthenticate};
-use passgate_schema::models::apps::App;
 use passgate_schema::models::otp_challenges::OtpChallenge;
 use passgate_schema::models::users::{NewUser, User, Verified};
 
@@ -45,15 +44,10 @@ async fn decide(
 ) -> Result<Answer, JobError> {
     let now = ctx.clock.now();
     let cmd = &msg.payload;
-    let Some(app) = App::find(conn, msg.app_id).await? else {
-        return Err(JobError::permanent(anyhow::anyhow!(
-            "unknown app {}",
-            msg.app_id
-        )));
+    let app = match super::active_app(conn, msg.app_id).await? {
+        Ok(app) => app,
+        Err(answer) => return Ok(answer),
     };
-    if !app.is_active() {
-        return Ok(Answer::error(403, "app_disabled", "this app is disabled"));
-    }
     let context = format!("{PASSCODE_SEAL_PURPOSE}:{id}");
     let Ok(passcode) = ctx
         .transport

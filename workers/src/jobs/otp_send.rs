@@ -8,7 +8,6 @@ use passgate_core::crypto::random_digits;
 use passgate_schema::DbConn;
 use passgate_schema::ids::{DeliveryId, RequestId};
 use passgate_schema::messages::{Channel, Envelope, IdentifierType, MessageKind, OtpSend};
-use passgate_schema::models::apps::App;
 use passgate_schema::models::deliveries::NewDelivery;
 use passgate_schema::models::otp_challenges::OtpChallenge;
 use serde_json::json;
@@ -65,15 +64,10 @@ async fn decide(
     let now = ctx.clock.now();
     let cmd = &msg.payload;
     let policy = &ctx.config.otp;
-    let Some(app) = App::find(conn, msg.app_id).await? else {
-        return Err(JobError::permanent(anyhow::anyhow!(
-            "unknown app {}",
-            msg.app_id
-        )));
+    let app = match super::active_app(conn, msg.app_id).await? {
+        Ok(app) => app,
+        Err(answer) => return Ok(answer),
     };
-    if !app.is_active() {
-        return Ok(Answer::error(403, "app_disabled", "this app is disabled"));
-    }
     let (user, subject) =
         super::resolve_subject(conn, app.id, cmd.identifier_type, &cmd.identifier).await?;
     // The identifier names the address itself when its type matches the channel.

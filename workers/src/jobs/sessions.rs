@@ -7,7 +7,6 @@
 
 use passgate_schema::DbConn;
 use passgate_schema::messages::{Envelope, MessageKind, SessionCommand, TokenRefresh};
-use passgate_schema::models::apps::App;
 use passgate_schema::models::sessions::{RefreshToken, Session};
 use passgate_schema::models::users::{Lookup, User};
 
@@ -30,23 +29,6 @@ fn no_session() -> Answer {
     Answer::error(404, "session_not_found", "no live session with this id")
 }
 
-async fn app_of(
-    conn: &mut DbConn,
-    msg_app: passgate_schema::ids::AppId,
-) -> Result<Result<App, Answer>, JobError> {
-    match App::find(conn, msg_app).await? {
-        None => Err(JobError::permanent(anyhow::anyhow!(
-            "unknown app {msg_app}"
-        ))),
-        Some(app) if !app.is_active() => Ok(Err(Answer::error(
-            403,
-            "app_disabled",
-            "this app is disabled",
-        ))),
-        Some(app) => Ok(Ok(app)),
-    }
-}
-
 crate::command_job!(TokenRefreshJob, MessageKind::TokenRefresh, TokenRefresh);
 
 impl CommandJob for TokenRefreshJob {
@@ -56,7 +38,7 @@ impl CommandJob for TokenRefreshJob {
         msg: &Envelope<TokenRefresh>,
     ) -> Result<Answer, JobError> {
         let now = ctx.clock.now();
-        let app = match app_of(conn, msg.app_id).await? {
+        let app = match super::active_app(conn, msg.app_id).await? {
             Ok(app) => app,
             Err(answer) => return Ok(answer),
         };
@@ -120,7 +102,7 @@ impl CommandJob for SessionAuthenticateJob {
         msg: &Envelope<SessionCommand>,
     ) -> Result<Answer, JobError> {
         let now = ctx.clock.now();
-        let app = match app_of(conn, msg.app_id).await? {
+        let app = match super::active_app(conn, msg.app_id).await? {
             Ok(app) => app,
             Err(answer) => return Ok(answer),
         };
@@ -152,7 +134,7 @@ impl CommandJob for SessionLogoutJob {
         msg: &Envelope<SessionCommand>,
     ) -> Result<Answer, JobError> {
         let now = ctx.clock.now();
-        let app = match app_of(conn, msg.app_id).await? {
+        let app = match super::active_app(conn, msg.app_id).await? {
             Ok(app) => app,
             Err(answer) => return Ok(answer),
         };
