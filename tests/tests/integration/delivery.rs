@@ -226,6 +226,8 @@ async fn email_fails_over_to_the_fallback_relay_and_back() {
         .unwrap();
     assert!(fallback.mails_to("back@example.com").is_empty());
     let db = stack.db().await;
+    // The sink has the mail before the worker commits its outcome: wait for the row.
+    wait_status(&db, "back@example.com", "sent").await;
     let providers: Vec<String> = db
         .query(
             "SELECT provider FROM deliveries WHERE status = 'sent' ORDER BY created_at",
