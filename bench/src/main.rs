@@ -23,6 +23,8 @@ use passgate_tests::{Options, Stack};
 use serde_json::json;
 use tokio::sync::Mutex;
 
+mod seed;
+
 #[derive(Parser, Debug)]
 #[command(name = "passgate-bench")]
 struct Args {
@@ -41,6 +43,27 @@ struct Args {
     /// Scenarios to run (accept, e2e, login).
     #[arg(long, value_delimiter = ',', default_value = "accept,e2e,login")]
     scenarios: Vec<String>,
+    /// Growth: seed 1 million users and 10 million past requests, challenges and deliveries
+    /// before the scenarios run (sizes can be changed with --seed-users and --seed-requests).
+    #[arg(long)]
+    growth: bool,
+    /// Users to seed (implies seeding; default with --growth: 1,000,000).
+    #[arg(long)]
+    seed_users: Option<i64>,
+    /// Past requests (and as many challenges and deliveries) to seed (default with --growth:
+    /// 10,000,000).
+    #[arg(long)]
+    seed_requests: Option<i64>,
+}
+
+impl Args {
+    fn seed_sizes(&self) -> Option<seed::Sizes> {
+        let wanted = self.growth || self.seed_users.is_some() || self.seed_requests.is_some();
+        wanted.then(|| seed::Sizes {
+            users: self.seed_users.unwrap_or(1_000_000),
+            requests: self.seed_requests.unwrap_or(10_000_000),
+        })
+    }
 }
 
 /// Latency samples and counts of one scenario (or one step of it).
@@ -128,6 +151,7 @@ struct CpuProbe {
     postgres: f64,
     api: f64,
     workers: f64,
+    bench: f64,
 }
 
 impl CpuProbe {
@@ -137,16 +161,18 @@ impl CpuProbe {
             postgres: cpu_seconds("postgres"),
             api: cpu_seconds("passgate-api"),
             workers: cpu_seconds("passgate-workers"),
+            bench: cpu_seconds("passgate-bench"),
         }
     }
 
     fn since(&self, earlier: &CpuProbe) -> String {
         format!(
-            "CPU s: api {:.1}, workers {:.1}, RabbitMQ {:.1}, PostgreSQL {:.1}",
+            "CPU s: api {:.1}, workers {:.1}, RabbitMQ {:.1}, PostgreSQL {:.1}, load generator {:.1}",
             self.api - earlier.api,
             self.workers - earlier.workers,
             self.rabbit - earlier.rabbit,
-            self.postgres - earlier.postgres
+            self.postgres - earlier.postgres,
+            self.bench - earlier.bench
         )
     }
 }
@@ -204,7 +230,9 @@ async fn accept(stack: &Arc<Stack>, token: &str, args: &Args) -> Measured {
 }
 
 /// Email codes from `send` to the message arriving at the SMTP server, at an offered rate.
-async fn end_to_end(stack: &Arc<Stack>, token: &str, args: &Args) -> Measured {
+/// Also returns how many sends were accepted.
+async fn end_to_end(stack: &Arc<Stack>, token: &str, args: &Args) -> (Measured, usize) {
+    let mails_before = stack.smtp.count();
     let period = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let sent_at = Arc::new(Mutex::new(Vec::new()));
@@ -243,21 +271,29 @@ async fn end_to_end(stack: &Arc<Stack>, token: &str, args: &Args) -> Measured {
     for t in inflight {
         let _ = t.await;
     }
-    // Wait (bounded) for the mail of every accepted send.
+    // Wait (bounded) for the mail of every accepted send; arrivals are read incrementally so
+    // the load generator's own work stays small.
     let accepted = sent_at.lock().await.clone();
+    let wanted: std::collections::HashSet<&str> =
+        accepted.iter().map(|(to, _)| to.as_str()).collect();
+    let mut arrived: std::collections::HashMap<String, Instant> = Default::default();
+    let mut seen = mails_before;
     let wait_until = Instant::now() + Duration::from_secs(30);
     loop {
-        let mails = stack.smtp.all();
-        let arrived = accepted
-            .iter()
-            .filter(|(to, _)| mails.iter().any(|m| m.to.iter().any(|x| x == to)))
-            .count();
-        if arrived == accepted.len() || Instant::now() > wait_until {
+        let new = stack.smtp.arrivals_after(seen);
+        seen += new.len();
+        for (to, at) in new {
+            for x in to {
+                if wanted.contains(x.as_str()) {
+                    arrived.entry(x).or_insert(at);
+                }
+            }
+        }
+        if arrived.len() == accepted.len() || Instant::now() > wait_until {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mails = stack.smtp.all();
     let mut m = Measured {
         name: "e2e (send → SMTP)".into(),
         errors: errors.load(Ordering::Relaxed),
@@ -265,17 +301,16 @@ async fn end_to_end(stack: &Arc<Stack>, token: &str, args: &Args) -> Measured {
     };
     let mut last_arrival = started;
     for (to, t) in &accepted {
-        match mails.iter().find(|mail| mail.to.iter().any(|x| x == to)) {
-            Some(mail) => {
-                m.samples
-                    .push(mail.received_at.saturating_duration_since(*t));
-                last_arrival = last_arrival.max(mail.received_at);
+        match arrived.get(to) {
+            Some(at) => {
+                m.samples.push(at.saturating_duration_since(*t));
+                last_arrival = last_arrival.max(*at);
             }
             None => m.errors += 1,
         }
     }
     m.elapsed = last_arrival.saturating_duration_since(started);
-    m
+    (m, accepted.len())
 }
 
 /// A light login load: send (waiting mode), read the code, authenticate (waiting mode).
@@ -341,41 +376,41 @@ async fn login(stack: &Arc<Stack>, token: &str, args: &Args) -> (Measured, Measu
     (send, auth)
 }
 
-/// Waits (at most 5 minutes) until no delivery is queued or being sent; returns the delivery
-/// throughput while draining.
-async fn drain(stack: &Arc<Stack>) -> Option<Measured> {
-    let db = stack.db().await;
-    let open = || async {
-        db.query_one(
-            "SELECT count(*) FROM deliveries WHERE status IN ('queued', 'sending')",
-            &[],
-        )
-        .await
-        .map(|r| r.get::<_, i64>(0))
-        .unwrap_or(0)
-    };
-    let sent = || async {
-        db.query_one("SELECT count(*) FROM deliveries WHERE status = 'sent'", &[])
-            .await
-            .map(|r| r.get::<_, i64>(0))
-            .unwrap_or(0)
-    };
+/// Waits (at most 5 minutes) until the SMTP server has received `expected` messages in all
+/// (one per accepted send, since the scenarios' limits are raised); returns the delivery
+/// throughput while draining: the whole pipeline, codegen → delivery → SMTP.
+async fn drain(stack: &Arc<Stack>, expected: usize) -> Option<Measured> {
     let started = Instant::now();
-    let sent_before = sent().await;
-    let backlog = open().await;
-    if backlog == 0 {
+    let before = stack.smtp.count();
+    if before >= expected {
         return None;
     }
-    while open().await > 0 && started.elapsed() < Duration::from_secs(300) {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    let mut now = before;
+    while now < expected && started.elapsed() < Duration::from_secs(300) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        now = stack.smtp.count();
     }
-    let delivered = usize::try_from(sent().await - sent_before).unwrap_or(0);
     Some(Measured {
-        name: format!("drain ({backlog} queued)"),
-        samples: vec![Duration::ZERO; delivered],
-        errors: usize::try_from(open().await).unwrap_or(0),
+        name: format!("drain ({} left)", expected - before),
+        samples: vec![Duration::ZERO; now - before],
+        errors: expected.saturating_sub(now),
         elapsed: started.elapsed(),
     })
+}
+
+async fn drop_database(db_url: &str) -> anyhow::Result<()> {
+    let admin = std::env::var("PASSGATE_PG_ADMIN_URL")?;
+    let name = db_url.rsplit('/').next().unwrap_or_default();
+    anyhow::ensure!(
+        name.starts_with("t_") && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "unexpected database name {name}"
+    );
+    let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    Ok(())
 }
 
 #[tokio::main]
@@ -392,17 +427,31 @@ async fn main() -> anyhow::Result<()> {
     let api_pid = stack.api.as_ref().and_then(|c| c.id()).unwrap_or(0);
     let workers_pid = stack.workers.as_ref().and_then(|c| c.id()).unwrap_or(0);
     let idle = (rss_mib(api_pid), rss_mib(workers_pid));
-    let (_, token) = stack.app_with_token("Bench").await;
+    let (app, token) = stack.app_with_token("Bench").await;
+    if let Some(sizes) = args.seed_sizes() {
+        seed::seed(&stack.db().await, &app.app_id, sizes).await?;
+    }
     let stack = Arc::new(stack);
     let mut rows = Vec::new();
     let mut notes = Vec::new();
+    // Mails the SMTP server should have once everything accepted so far is delivered.
+    let mut expected = 0;
     for scenario in &args.scenarios {
         let before = CpuProbe::now();
         match scenario.as_str() {
-            "accept" => rows.push(accept(&stack, &token, &args).await),
-            "e2e" => rows.push(end_to_end(&stack, &token, &args).await),
+            "accept" => {
+                let m = accept(&stack, &token, &args).await;
+                expected += m.samples.len();
+                rows.push(m);
+            }
+            "e2e" => {
+                let (m, accepted) = end_to_end(&stack, &token, &args).await;
+                expected += accepted;
+                rows.push(m);
+            }
             "login" => {
                 let (send, auth) = login(&stack, &token, &args).await;
+                expected += send.samples.len();
                 rows.push(send);
                 rows.push(auth);
             }
@@ -411,7 +460,13 @@ async fn main() -> anyhow::Result<()> {
         notes.push(format!("{scenario}: {}", CpuProbe::now().since(&before)));
         // Let the deliveries the scenario queued drain before the next one, and measure how
         // fast they drain (codes delivered per second).
-        if let Some(drain) = drain(&stack).await {
+        let before = CpuProbe::now();
+        if let Some(drain) = drain(&stack, expected).await {
+            notes.push(format!(
+                "{scenario} drain ({:.0} s): {}",
+                drain.elapsed.as_secs_f64(),
+                CpuProbe::now().since(&before)
+            ));
             rows.push(drain);
         }
     }
@@ -435,7 +490,13 @@ async fn main() -> anyhow::Result<()> {
     );
     let total_errors: usize = rows.iter().map(|r| r.errors).sum();
     let total: usize = rows.iter().map(|r| r.samples.len()).sum();
-    anyhow::ensure!(total > 0, "no request succeeded");
     eprintln!("bench: {total} requests measured, {total_errors} errors");
+    // Stop the processes and drop the run's database (a seeded one holds gigabytes).
+    let db_url = stack.db_url.clone();
+    drop(stack);
+    if let Err(e) = drop_database(&db_url).await {
+        eprintln!("bench: could not drop the database: {e}");
+    }
+    anyhow::ensure!(total > 0, "no request succeeded");
     Ok(())
 }

@@ -225,6 +225,24 @@ impl SmtpSink {
         self.mails.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
+    /// How many messages have been received so far.
+    pub fn count(&self) -> usize {
+        self.mails.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Recipients and arrival times of the messages received after the first `skip`.
+    pub fn arrivals_after(&self, skip: usize) -> Vec<(Vec<String>, std::time::Instant)> {
+        self.mails
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .skip(skip)
+                    .map(|mail| (mail.to.clone(), mail.received_at))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Every message received so far for `to`.
     pub fn mails_to(&self, to: &str) -> Vec<Mail> {
         self.mails

@@ -65,6 +65,8 @@ pub struct WorkerConfig {
     pub data_key: SecretKey,
     /// Email providers in priority order (failover).
     pub email: Vec<EmailTransport>,
+    /// Most SMTP connections one process keeps open to each relay (`PASSGATE_SMTP_POOL_SIZE`).
+    pub smtp_pool_size: u32,
     pub email_from: String,
     /// SMS providers in priority order (failover).
     pub sms: Vec<SmsTransport>,
@@ -80,6 +82,8 @@ pub struct WorkerConfig {
     pub publish_timeout: Duration,
     /// How long a worker signs with the key it loaded before checking for a rotation.
     pub signing_key_refresh: Duration,
+    /// How long a worker uses an app (settings, disabled or not) it read before reading it again.
+    pub app_cache_ttl: Duration,
     /// How long SIGTERM waits for in-flight jobs.
     pub shutdown_grace: Duration,
 }
@@ -185,6 +189,7 @@ impl WorkerConfig {
             retry,
             breaker_threshold: config::parse_or("PASSGATE_BREAKER_THRESHOLD", 5)?,
             breaker_cooldown: secs("PASSGATE_BREAKER_COOLDOWN_SECS", 30)?,
+            smtp_pool_size: config::parse_or("PASSGATE_SMTP_POOL_SIZE", 32)?,
             email_from: config::optional("PASSGATE_EMAIL_FROM")
                 .unwrap_or_else(|| "Passgate <no-reply@passgate.local>".to_owned()),
             otp,
@@ -206,6 +211,7 @@ impl WorkerConfig {
                 "PASSGATE_SIGNING_KEY_REFRESH_SECS",
                 30,
             )?),
+            app_cache_ttl: Duration::from_millis(config::parse_or("PASSGATE_APP_CACHE_MS", 2_000)?),
             shutdown_grace: Duration::from_secs(config::parse_or(
                 "PASSGATE_SHUTDOWN_GRACE_SECS",
                 20,

@@ -351,6 +351,26 @@ async fn republish(
     .map_err(|e| JobError::Unavailable(e.into()))
 }
 
+/// The request row of a command a producer published straight to the broker.
+async fn insert_request_row<J: Job>(
+    conn: &mut passgate_schema::DbConn,
+    msg: &Envelope<J::Payload>,
+) -> Result<Option<AuthRequest>, JobError> {
+    let id = RequestId(msg.id);
+    NewAuthRequest {
+        id,
+        app_id: msg.app_id,
+        kind: J::KIND.as_str(),
+        idempotency_key: None,
+        request_hash: None,
+        created_at: msg.created_at,
+    }
+    .insert(conn)
+    .await
+    .map_err(|e| unknown_app(e, msg.app_id))?;
+    Ok(AuthRequest::find(conn, msg.app_id, id).await?)
+}
+
 /// Commands: make sure the request row exists (producers may publish straight to the broker),
 /// answer at once from the row when it is final (a redelivery), else run the job; then the
 /// outbox step and the reply.
@@ -363,18 +383,12 @@ async fn run_command<J: Job>(
     let id = RequestId(msg.id);
     let existing = {
         let mut conn = passgate_core::db::conn(&ctx.db).await?;
-        NewAuthRequest {
-            id,
-            app_id: msg.app_id,
-            kind: J::KIND.as_str(),
-            idempotency_key: None,
-            request_hash: None,
-            created_at: msg.created_at,
+        // Usually the API wrote the row: one read. Else insert it (a no-op if it appeared
+        // meanwhile) and read again; a row of another app is never found.
+        match AuthRequest::find(&mut conn, msg.app_id, id).await? {
+            Some(row) => Some(row),
+            None => insert_request_row::<J>(&mut conn, &msg).await?,
         }
-        .insert(&mut conn)
-        .await
-        .map_err(|e| unknown_app(e, msg.app_id))?;
-        AuthRequest::find(&mut conn, msg.app_id, id).await?
     };
     let Some(existing) = existing else {
         return Err(JobError::permanent(anyhow::anyhow!(

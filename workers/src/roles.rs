@@ -37,7 +37,7 @@ impl Role {
     pub fn prefetch(self) -> Result<u16, ConfigError> {
         match self {
             Self::Codegen => config::parse_or("PASSGATE_PREFETCH_CODEGEN", 32),
-            Self::Delivery => config::parse_or("PASSGATE_PREFETCH_DELIVERY", 16),
+            Self::Delivery => config::parse_or("PASSGATE_PREFETCH_DELIVERY", 64),
             Self::Verify => config::parse_or("PASSGATE_PREFETCH_VERIFY", 32),
         }
     }

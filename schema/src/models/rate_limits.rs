@@ -1,8 +1,13 @@
 //! Fixed-window counters in PostgreSQL, shared by every process: one atomic
 //! `INSERT … ON CONFLICT DO UPDATE … RETURNING count` per hit.
+//!
+//! A counter every send of an app touches (the per-app cap) would be one hot row: each send's
+//! transaction holds its lock until it commits, so all sends of the app would queue behind
+//! each other. Such counters are split over shards ([`hit_sharded`]): a hit bumps one shard
+//! chosen by the caller and reads the others in the same statement.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use diesel::sql_types::{Integer, Text, Timestamptz};
+use diesel::sql_types::{Array, Integer, Text, Timestamptz};
 use diesel::{QueryResult, QueryableByName};
 use diesel_async::RunQueryDsl;
 
@@ -33,10 +38,7 @@ pub async fn hit(
     window: TimeDelta,
     now: DateTime<Utc>,
 ) -> QueryResult<Hit> {
-    let secs = window.num_seconds().max(1);
-    let start_ts = now.timestamp() - now.timestamp().rem_euclid(secs);
-    let start = DateTime::<Utc>::from_timestamp(start_ts, 0).unwrap_or(now);
-    let end = start + TimeDelta::seconds(secs);
+    let (start, end) = window_of(window, now);
     let row: Count = diesel::sql_query(
         "INSERT INTO rate_limits (key, window_start, count, expires_at) VALUES ($1, $2, 1, $3) \
          ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 RETURNING count",
@@ -46,12 +48,61 @@ pub async fn hit(
     .bind::<Timestamptz, _>(end)
     .get_result(conn)
     .await?;
-    if row.count > limit {
-        Ok(Hit::Limited {
+    Ok(verdict(row.count, limit, end, now))
+}
+
+/// Like [`hit`] for a counter split over `shards` rows; this hit counts on shard `shard`.
+///
+/// The total is this shard's new count plus the others' committed counts, so hits in
+/// transactions not yet committed elsewhere are not seen: the limit can be passed by at most
+/// the number of sends running at that moment.
+pub async fn hit_sharded(
+    conn: &mut DbConn,
+    key: &str,
+    shards: u32,
+    shard: u32,
+    limit: i32,
+    window: TimeDelta,
+    now: DateTime<Utc>,
+) -> QueryResult<Hit> {
+    let (start, end) = window_of(window, now);
+    let shards = shards.max(1);
+    let mine = format!("{key}#{}", shard % shards);
+    let others: Vec<String> = (0..shards)
+        .filter(|s| *s != shard % shards)
+        .map(|s| format!("{key}#{s}"))
+        .collect();
+    let row: Count = diesel::sql_query(
+        "WITH bumped AS (\
+           INSERT INTO rate_limits (key, window_start, count, expires_at) VALUES ($1, $2, 1, $3) \
+           ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 \
+           RETURNING count) \
+         SELECT ((SELECT count FROM bumped) + coalesce((SELECT sum(count) FROM rate_limits \
+                  WHERE key = ANY($4) AND window_start = $2), 0))::integer AS count",
+    )
+    .bind::<Text, _>(&mine)
+    .bind::<Timestamptz, _>(start)
+    .bind::<Timestamptz, _>(end)
+    .bind::<Array<Text>, _>(&others)
+    .get_result(conn)
+    .await?;
+    Ok(verdict(row.count, limit, end, now))
+}
+
+fn window_of(window: TimeDelta, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let secs = window.num_seconds().max(1);
+    let start_ts = now.timestamp() - now.timestamp().rem_euclid(secs);
+    let start = DateTime::<Utc>::from_timestamp(start_ts, 0).unwrap_or(now);
+    (start, start + TimeDelta::seconds(secs))
+}
+
+fn verdict(count: i32, limit: i32, end: DateTime<Utc>, now: DateTime<Utc>) -> Hit {
+    if count > limit {
+        Hit::Limited {
             retry_after: (end - now).num_seconds().max(1),
-        })
+        }
     } else {
-        Ok(Hit::Allowed)
+        Hit::Allowed
     }
 }
 

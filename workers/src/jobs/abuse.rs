@@ -63,6 +63,9 @@ pub async fn sms_limits(
     Ok(retry(hit))
 }
 
+/// Rows the per-app send counter is split over.
+const APP_COUNTER_SHARDS: u32 = 32;
+
 /// Hourly cap of sends (codes and links, every channel) per app.
 pub async fn app_limit(
     ctx: &JobContext,
@@ -74,9 +77,13 @@ pub async fn app_limit(
         .as_i64()
         .and_then(|v| i32::try_from(v).ok())
         .unwrap_or(ctx.config.limits.sends_per_app_per_hour);
-    let hit = rate_limits::hit(
+    // Every send of the app counts here: a sharded counter, so concurrent sends do not queue
+    // on one row lock.
+    let hit = rate_limits::hit_sharded(
         conn,
         &format!("app-sends:{}", app.id),
+        APP_COUNTER_SHARDS,
+        rand::random::<u32>(),
         limit,
         TimeDelta::hours(1),
         now,

@@ -13,10 +13,11 @@
 //!   expires) and its message is parked in `passgate.dead`.
 
 use chrono::TimeDelta;
+use diesel_async::AsyncConnection as _;
 use passgate_core::db;
 use passgate_core::telemetry::{mask_email, mask_phone};
+use passgate_schema::DbConn;
 use passgate_schema::messages::{Channel, Deliver, Envelope, MessageKind};
-use passgate_schema::models::apps::App;
 use passgate_schema::models::deliveries::{self, Delivery};
 use passgate_schema::models::delivery_attempts::{self, AttemptEnd, NewDeliveryAttempt};
 
@@ -213,7 +214,7 @@ async fn deliver(
         return give_up(ctx, &delivery, "sealed secret cannot be opened").await;
     };
     let secret = String::from_utf8_lossy(&secret).into_owned();
-    let app = App::find(&mut conn, delivery.app_id).await?;
+    let app = ctx.app(&mut conn, delivery.app_id).await?;
     // Recorded before any provider is called: a crash mid-call leaves an unfinished attempt.
     NewDeliveryAttempt {
         delivery_id: delivery.id,
@@ -224,9 +225,10 @@ async fn deliver(
     .insert(&mut conn)
     .await?;
     drop(conn);
-    let (app_name, settings) = app
-        .map(|a| (a.name, a.settings))
-        .unwrap_or_else(|| ("Passgate".to_owned(), serde_json::Value::Null));
+    let no_settings = serde_json::Value::Null;
+    let (app_name, settings) = app.as_deref().map_or(("Passgate", &no_settings), |a| {
+        (a.name.as_str(), &a.settings)
+    });
     let minutes = ((delivery.expires_at - now).num_seconds().max(60) + 59) / 60;
     let started = std::time::Instant::now();
     let sent: ChainResult = match channel {
@@ -302,8 +304,23 @@ async fn record(
     delivery: &Delivery,
     sent: &ChainResult,
 ) -> Result<Outcome, JobError> {
-    let label = channel.as_str();
     let mut conn = db::conn(&ctx.db).await?;
+    // The attempt and the delivery are updated in one transaction: one commit, and a reader
+    // never sees a finished attempt beside a delivery still marked `sending`.
+    conn.transaction::<_, JobError, _>(async |conn| {
+        record_in(ctx, conn, channel, delivery, sent).await
+    })
+    .await
+}
+
+async fn record_in(
+    ctx: &JobContext,
+    conn: &mut DbConn,
+    channel: Channel,
+    delivery: &Delivery,
+    sent: &ChainResult,
+) -> Result<Outcome, JobError> {
+    let label = channel.as_str();
     let now = ctx.clock.now();
     let to = masked(channel, &delivery.destination);
     let provider = sent.provider.as_deref();
@@ -312,7 +329,7 @@ async fn record(
         Err(e) => (e.class(), Some(e.to_string()), None),
     };
     delivery_attempts::finish(
-        &mut conn,
+        conn,
         delivery.id,
         delivery.attempts,
         AttemptEnd {
@@ -327,7 +344,7 @@ async fn record(
     match &sent.result {
         Ok(message_id) => {
             Delivery::mark_sent(
-                &mut conn,
+                conn,
                 delivery.id,
                 provider.unwrap_or("unknown"),
                 message_id.as_deref(),
@@ -341,7 +358,7 @@ async fn record(
         }
         Err(SendError::Permanent(e)) => {
             Delivery::mark_final_failure(
-                &mut conn,
+                conn,
                 delivery.id,
                 deliveries::STATUS_FAILED,
                 provider,
@@ -363,7 +380,7 @@ async fn record(
                         < delivery.expires_at =>
                 {
                     Delivery::mark_retry(
-                        &mut conn,
+                        conn,
                         delivery.id,
                         provider,
                         e.class(),
@@ -379,7 +396,7 @@ async fn record(
                     })
                 }
                 _ => {
-                    Delivery::mark_exhausted(&mut conn, delivery.id, provider, &e.to_string(), now)
+                    Delivery::mark_exhausted(conn, delivery.id, provider, &e.to_string(), now)
                         .await?;
                     metrics::counter!("passgate_deliveries_total", "channel" => label, "status" => "exhausted").increment(1);
                     tracing::error!(delivery.id = %delivery.id, to = %to, provider, attempts, error = %e, "{label} out of attempts; parked");

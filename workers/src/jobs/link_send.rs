@@ -75,7 +75,7 @@ async fn decide(
 ) -> Result<Answer, JobError> {
     let now = ctx.clock.now();
     let cmd = &msg.payload;
-    let app = match super::active_app(conn, msg.app_id).await? {
+    let app = match super::active_app(ctx, conn, msg.app_id).await? {
         Ok(app) => app,
         Err(answer) => return Ok(answer),
     };

@@ -47,11 +47,14 @@ pub async fn resolve_subject(
 /// The app a command speaks for: a permanent failure if it does not exist (the message is
 /// parked), `403 app_disabled` if it is disabled.
 pub async fn active_app(
+    ctx: &crate::context::JobContext,
     conn: &mut DbConn,
     id: AppId,
-) -> Result<Result<passgate_schema::models::apps::App, crate::answer::Answer>, crate::job::JobError>
-{
-    match passgate_schema::models::apps::App::find(conn, id).await? {
+) -> Result<
+    Result<std::sync::Arc<passgate_schema::models::apps::App>, crate::answer::Answer>,
+    crate::job::JobError,
+> {
+    match ctx.app(conn, id).await? {
         None => Err(crate::job::JobError::permanent(anyhow::anyhow!(
             "unknown app {id}"
         ))),

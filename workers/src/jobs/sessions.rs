@@ -38,7 +38,7 @@ impl CommandJob for TokenRefreshJob {
         msg: &Envelope<TokenRefresh>,
     ) -> Result<Answer, JobError> {
         let now = ctx.clock.now();
-        let app = match super::active_app(conn, msg.app_id).await? {
+        let app = match super::active_app(ctx, conn, msg.app_id).await? {
             Ok(app) => app,
             Err(answer) => return Ok(answer),
         };
@@ -102,7 +102,7 @@ impl CommandJob for SessionAuthenticateJob {
         msg: &Envelope<SessionCommand>,
     ) -> Result<Answer, JobError> {
         let now = ctx.clock.now();
-        let app = match super::active_app(conn, msg.app_id).await? {
+        let app = match super::active_app(ctx, conn, msg.app_id).await? {
             Ok(app) => app,
             Err(answer) => return Ok(answer),
         };
@@ -134,7 +134,7 @@ impl CommandJob for SessionLogoutJob {
         msg: &Envelope<SessionCommand>,
     ) -> Result<Answer, JobError> {
         let now = ctx.clock.now();
-        let app = match super::active_app(conn, msg.app_id).await? {
+        let app = match super::active_app(ctx, conn, msg.app_id).await? {
             Ok(app) => app,
             Err(answer) => return Ok(answer),
         };

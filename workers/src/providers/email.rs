@@ -2,7 +2,7 @@
 //! files. Errors are classified so the consumer retries transient failures only.
 
 use lettre::message::{Mailbox, MultiPart};
-use lettre::transport::smtp::AsyncSmtpTransport;
+use lettre::transport::smtp::{AsyncSmtpTransport, PoolConfig};
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::SendError;
@@ -23,11 +23,14 @@ pub struct Email<'a> {
 }
 
 impl Mailer {
-    pub fn from_config(transport: &EmailTransport) -> anyhow::Result<Self> {
+    /// `pool_size`: most connections kept open to the relay (deliveries run concurrently up to
+    /// the delivery prefetch; more of them than connections wait for one).
+    pub fn from_config(transport: &EmailTransport, pool_size: u32) -> anyhow::Result<Self> {
         Ok(match transport {
             EmailTransport::Smtp(url) => Self::Smtp(
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?
                     .timeout(Some(std::time::Duration::from_secs(10)))
+                    .pool_config(PoolConfig::new().max_size(pool_size.max(1)))
                     .build(),
             ),
             EmailTransport::Mailbox(dir) => {

@@ -146,7 +146,10 @@ pub fn build(config: &crate::config::WorkerConfig) -> anyhow::Result<(EmailChain
                 "mailbox".to_owned()
             }
         };
-        emails.push((name, email::Mailer::from_config(transport)?));
+        emails.push((
+            name,
+            email::Mailer::from_config(transport, config.smtp_pool_size)?,
+        ));
     }
     let mut texts: Vec<(String, std::sync::Arc<dyn sms::SmsSender>)> = Vec::new();
     for transport in &config.sms {
