@@ -235,8 +235,8 @@ async fn deliver(
         Channel::Email => {
             let rendered = templates::render_localized(
                 &delivery.template,
-                &app_name,
-                &settings,
+                app_name,
+                settings,
                 settings["locale"].as_str().unwrap_or("en"),
                 &secret,
                 minutes,
@@ -265,8 +265,8 @@ async fn deliver(
             let locale = settings["locale"].as_str().unwrap_or("en").to_owned();
             let body = templates::render_sms(
                 &delivery.template,
-                &app_name,
-                &settings,
+                app_name,
+                settings,
                 &locale,
                 &secret,
                 minutes,
