@@ -40,8 +40,8 @@ struct Args {
     /// Sends per second offered in the end-to-end scenario.
     #[arg(long, default_value_t = 300)]
     rate: u64,
-    /// Scenarios to run (accept, e2e, login).
-    #[arg(long, value_delimiter = ',', default_value = "accept,e2e,login")]
+    /// Scenarios to run (accept, accept-alone, e2e, login).
+    #[arg(long, value_delimiter = ',', default_value = "accept,accept-alone,e2e,login")]
     scenarios: Vec<String>,
     /// Growth: seed 1 million users and 10 million past requests, challenges and deliveries
     /// before the scenarios run (sizes can be changed with --seed-users and --seed-requests).
@@ -131,7 +131,8 @@ fn cpu_seconds(needle: &str) -> f64 {
             continue;
         }
         let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
-        // Fields after the command name (which is in parentheses): utime is 14th, stime 15th.
+        // Fields after the command name (which is in parentheses): utime is 14th, stime 15th,
+        // cutime 16th, cstime 17th.
         if let Some(rest) = stat.rsplit(')').next() {
             let fields: Vec<&str> = rest.split_whitespace().collect();
             let value = |i: usize| {
@@ -140,7 +141,9 @@ fn cpu_seconds(needle: &str) -> f64 {
                     .and_then(|v| v.parse::<f64>().ok())
                     .unwrap_or(0.0)
             };
-            total += (value(11) + value(12)) / ticks;
+            // utime + stime, plus cutime + cstime: the time of children that have ended
+            // (PostgreSQL backends of closed connections), so the total never goes down.
+            total += (value(11) + value(12) + value(13) + value(14)) / ticks;
         }
     }
     total
@@ -398,6 +401,14 @@ async fn drain(stack: &Arc<Stack>, expected: usize) -> Option<Measured> {
     })
 }
 
+/// Sends a signal (`STOP`, `CONT`) to a process.
+fn signal(pid: u32, name: &str) {
+    let _ = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status();
+}
+
 async fn drop_database(db_url: &str) -> anyhow::Result<()> {
     let admin = std::env::var("PASSGATE_PG_ADMIN_URL")?;
     let name = db_url.rsplit('/').next().unwrap_or_default();
@@ -432,6 +443,20 @@ async fn main() -> anyhow::Result<()> {
         seed::seed(&stack.db().await, &app.app_id, sizes).await?;
     }
     let stack = Arc::new(stack);
+    // Resident memory of the API and the workers every 5 s, to see whether it grows.
+    let rss_samples = Arc::new(std::sync::Mutex::new(Vec::<(f64, f64)>::new()));
+    let sampler = {
+        let samples = rss_samples.clone();
+        tokio::spawn(async move {
+            loop {
+                let (api, workers) = (rss_mib(api_pid).1, rss_mib(workers_pid).1);
+                if let Ok(mut s) = samples.lock() {
+                    s.push((api, workers));
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        })
+    };
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     // Mails the SMTP server should have once everything accepted so far is delivered.
@@ -441,6 +466,17 @@ async fn main() -> anyhow::Result<()> {
         match scenario.as_str() {
             "accept" => {
                 let m = accept(&stack, &token, &args).await;
+                expected += m.samples.len();
+                rows.push(m);
+            }
+            // The API alone: the worker process is paused (SIGSTOP) while the clients run, so
+            // the figure is the API's, PostgreSQL's and RabbitMQ's accept path without the
+            // pipeline competing for the same cores; the backlog drains afterwards.
+            "accept-alone" => {
+                signal(workers_pid, "STOP");
+                let mut m = accept(&stack, &token, &args).await;
+                signal(workers_pid, "CONT");
+                m.name = "accept, workers paused".into();
                 expected += m.samples.len();
                 rows.push(m);
             }
@@ -488,6 +524,21 @@ async fn main() -> anyhow::Result<()> {
         "memory MiB: api idle {:.1}, peak {:.1}; workers idle {:.1}, peak {:.1}",
         idle.0.1, peak.0.0, idle.1.1, peak.1.0
     );
+    sampler.abort();
+    if let Ok(samples) = rss_samples.lock()
+        && samples.len() >= 24
+    {
+        // First and last minute of the run (12 samples each): steady memory has equal maxima.
+        let max = |part: &[(f64, f64)]| {
+            part.iter()
+                .fold((0.0_f64, 0.0_f64), |m, s| (m.0.max(s.0), m.1.max(s.1)))
+        };
+        let (first, last) = (max(&samples[..12]), max(&samples[samples.len() - 12..]));
+        eprintln!(
+            "memory MiB, first minute → last minute (max RSS): api {:.1} → {:.1}; workers {:.1} → {:.1}",
+            first.0, last.0, first.1, last.1
+        );
+    }
     let total_errors: usize = rows.iter().map(|r| r.errors).sum();
     let total: usize = rows.iter().map(|r| r.samples.len()).sum();
     eprintln!("bench: {total} requests measured, {total_errors} errors");
