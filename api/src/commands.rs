@@ -15,7 +15,7 @@ use passgate_core::amqp::{COMMANDS_EXCHANGE, DIRECT_REPLY_TO, properties, publis
 use passgate_core::crypto::ct_eq;
 use passgate_core::db;
 use passgate_schema::ids::RequestId;
-use passgate_schema::messages::{CommandReply, Envelope, MessageKind};
+use passgate_schema::messages::{CommandReply, Envelope, Idempotency, MessageKind};
 use passgate_schema::models::auth_requests::{AuthRequest, NewAuthRequest};
 use serde::Serialize;
 use serde_json::json;
@@ -139,13 +139,21 @@ pub async fn submit<P: Serialize>(
 
     // The connection is not held while waiting for the broker.
     drop(conn);
-    let envelope = Envelope::new(id.0, submission.kind, caller.app_id, now, payload);
+    let mut envelope = Envelope::new(id.0, submission.kind, caller.app_id, now, payload);
+    envelope.idempotency = submission.idempotency_key.clone().map(|key| Idempotency {
+        key,
+        request_hash: fingerprint.as_ref().map(|f| base64_encode(f)),
+    });
     let body = serde_json::to_vec(&envelope).map_err(ApiError::internal)?;
     let waiter = (!submission.respond_async).then(|| state.waiters.register(id));
     let published = publish(state, id, &envelope, &body, waiter.is_some()).await;
     if let Err(e) = published {
         state.waiters.forget(id);
-        // Nothing reached the broker: forget the request so a retry starts afresh.
+        // Nothing reached the broker, as far as the API knows: forget the request so a retry
+        // starts afresh. If the message did get through (a confirm that never came), the
+        // worker recreates the row with the idempotency key the envelope carries, so a retry
+        // with that key finds it, or the first of the two to write the row wins and the
+        // other command is dropped.
         let removed = async {
             let mut conn = db::conn(&state.db).await?;
             AuthRequest::delete_pending(&mut conn, id).await?;
@@ -314,6 +322,11 @@ fn final_response(status: StatusCode, body: serde_json::Value) -> Response {
     } else {
         (status, Json(body)).into_response()
     }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn base64_decode(s: &str) -> Option<Vec<u8>> {

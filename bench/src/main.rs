@@ -41,7 +41,11 @@ struct Args {
     #[arg(long, default_value_t = 300)]
     rate: u64,
     /// Scenarios to run (accept, accept-alone, e2e, login).
-    #[arg(long, value_delimiter = ',', default_value = "accept,accept-alone,e2e,login")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "accept,accept-alone,e2e,login"
+    )]
     scenarios: Vec<String>,
     /// Growth: seed 1 million users and 10 million past requests, challenges and deliveries
     /// before the scenarios run (sizes can be changed with --seed-users and --seed-requests).
@@ -528,15 +532,19 @@ async fn main() -> anyhow::Result<()> {
     if let Ok(samples) = rss_samples.lock()
         && samples.len() >= 24
     {
-        // First and last minute of the run (12 samples each): steady memory has equal maxima.
-        let max = |part: &[(f64, f64)]| {
-            part.iter()
-                .fold((0.0_f64, 0.0_f64), |m, s| (m.0.max(s.0), m.1.max(s.1)))
-        };
-        let (first, last) = (max(&samples[..12]), max(&samples[samples.len() - 12..]));
+        // Largest RSS in each minute of the run (12 samples a minute): steady memory levels off.
+        let minutes: Vec<String> = samples
+            .chunks(12)
+            .map(|minute| {
+                let (api, workers) = minute
+                    .iter()
+                    .fold((0.0_f64, 0.0_f64), |m, s| (m.0.max(s.0), m.1.max(s.1)));
+                format!("{api:.1}/{workers:.1}")
+            })
+            .collect();
         eprintln!(
-            "memory MiB, first minute → last minute (max RSS): api {:.1} → {:.1}; workers {:.1} → {:.1}",
-            first.0, last.0, first.1, last.1
+            "memory MiB per minute (max RSS api/workers): {}",
+            minutes.join(", ")
         );
     }
     let total_errors: usize = rows.iter().map(|r| r.errors).sum();

@@ -8,7 +8,7 @@ pub mod otp;
 pub mod reply;
 pub mod session;
 
-pub use envelope::{Envelope, MessageKind};
+pub use envelope::{Envelope, Idempotency, MessageKind};
 pub use link::{LinkAuthenticate, LinkSend};
 pub use otp::{Channel, Deliver, IdentifierType, OtpAuthenticate, OtpSend};
 pub use reply::CommandReply;

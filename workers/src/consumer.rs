@@ -351,24 +351,56 @@ async fn republish(
     .map_err(|e| JobError::Unavailable(e.into()))
 }
 
-/// The request row of a command a producer published straight to the broker.
+/// What the ledger holds for a command.
+enum Ledger {
+    Row(Box<AuthRequest>),
+    /// Another request of the app already holds the command's idempotency key: the caller
+    /// retried and that request carries the work; this copy is dropped.
+    Superseded(RequestId),
+    /// The id is another app's.
+    Foreign,
+}
+
+/// The request row of a command whose row does not exist: a producer published it straight
+/// to the broker, or the API removed the row after a publish it could not confirm. The row
+/// gets the command's idempotency key, if it has one.
 async fn insert_request_row<J: Job>(
     conn: &mut passgate_schema::DbConn,
     msg: &Envelope<J::Payload>,
-) -> Result<Option<AuthRequest>, JobError> {
+) -> Result<Ledger, JobError> {
+    use base64::Engine as _;
     let id = RequestId(msg.id);
+    let key = msg.idempotency.as_ref().map(|i| i.key.as_str());
+    let hash = msg
+        .idempotency
+        .as_ref()
+        .and_then(|i| i.request_hash.as_deref())
+        .and_then(|h| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(h)
+                .ok()
+        });
     NewAuthRequest {
         id,
         app_id: msg.app_id,
         kind: J::KIND.as_str(),
-        idempotency_key: None,
-        request_hash: None,
+        idempotency_key: key,
+        request_hash: hash.as_deref(),
         created_at: msg.created_at,
     }
     .insert(conn)
     .await
     .map_err(|e| unknown_app(e, msg.app_id))?;
-    Ok(AuthRequest::find(conn, msg.app_id, id).await?)
+    if let Some(row) = AuthRequest::find(conn, msg.app_id, id).await? {
+        return Ok(Ledger::Row(Box::new(row)));
+    }
+    if let Some(key) = key
+        && let Some(holder) = AuthRequest::find_by_idempotency_key(conn, msg.app_id, key).await?
+        && holder.id != id
+    {
+        return Ok(Ledger::Superseded(holder.id));
+    }
+    Ok(Ledger::Foreign)
 }
 
 /// Commands: make sure the request row exists (producers may publish straight to the broker),
@@ -386,14 +418,23 @@ async fn run_command<J: Job>(
         // Usually the API wrote the row: one read. Else insert it (a no-op if it appeared
         // meanwhile) and read again; a row of another app is never found.
         match AuthRequest::find(&mut conn, msg.app_id, id).await? {
-            Some(row) => Some(row),
+            Some(row) => Ledger::Row(Box::new(row)),
             None => insert_request_row::<J>(&mut conn, &msg).await?,
         }
     };
-    let Some(existing) = existing else {
-        return Err(JobError::permanent(anyhow::anyhow!(
-            "request {id} belongs to another app"
-        )));
+    let existing = match existing {
+        Ledger::Row(row) => *row,
+        Ledger::Superseded(holder) => {
+            metrics::counter!("passgate_jobs_superseded_total", "job" => J::KIND.as_str())
+                .increment(1);
+            tracing::warn!(request.id = %id, holder = %holder, "idempotency key already used by another request: command dropped");
+            return Ok(());
+        }
+        Ledger::Foreign => {
+            return Err(JobError::permanent(anyhow::anyhow!(
+                "request {id} belongs to another app"
+            )));
+        }
     };
     let reply = if existing.is_final() {
         metrics::counter!("passgate_jobs_redelivered_total", "job" => J::KIND.as_str())

@@ -91,7 +91,23 @@ pub struct Envelope<P> {
     /// W3C trace context of the request that caused the message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The caller's `Idempotency-Key`, for commands that came with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<Idempotency>,
     pub payload: P,
+}
+
+/// The caller's `Idempotency-Key`, carried with the command. A worker that has to create the
+/// request row (a producer published straight to the broker, or the API removed its row after
+/// a publish whose confirm never came, though the message got through) gives the row the key:
+/// a retry with the same key then finds this command instead of running a second one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Idempotency {
+    pub key: String,
+    /// The API's keyed hash of the request (base64url, no padding): a retry with the same key
+    /// and another body is refused. Producers publishing directly leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_hash: Option<String>,
 }
 
 impl<P> Envelope<P> {
@@ -110,6 +126,7 @@ impl<P> Envelope<P> {
             created_at,
             deadline: None,
             traceparent: None,
+            idempotency: None,
             payload,
         }
     }

@@ -412,7 +412,9 @@ async fn producers_may_publish_directly_and_redelivered_commands_run_once() {
     for _ in 0..3 {
         publish_raw(&stack, "otp.send", &body, props()).await;
     }
-    let done = stack.poll_final(&token, &id.to_string()).await;
+    let done = stack
+        .poll_final_for(&token, &id.to_string(), Duration::from_secs(30))
+        .await;
     assert_eq!(done["status"], "succeeded");
     stack
         .smtp
@@ -432,4 +434,95 @@ async fn producers_may_publish_directly_and_redelivered_commands_run_once() {
         .unwrap()
         .get(0);
     assert_eq!(deliveries, 1);
+}
+
+fn direct_send(app_id: &str, id: uuid::Uuid, email: &str, key: &str) -> (Vec<u8>, BasicProperties) {
+    let envelope = json!({
+        "id": id, "type": "otp.send", "version": 1, "app_id": app_id,
+        "created_at": "2026-12-04T00:00:00Z",
+        "idempotency": {"key": key},
+        "payload": {"channel": "email", "identifier_type": "email", "identifier": email, "create_new_user": true}
+    });
+    let props = BasicProperties::default()
+        .with_type("otp.send".into())
+        .with_message_id(id.to_string().into());
+    (serde_json::to_vec(&envelope).unwrap(), props)
+}
+
+#[tokio::test]
+async fn the_idempotency_key_travels_with_the_command() {
+    let stack = Stack::start().await;
+    let (app, token) = stack.app_with_token("Acme").await;
+    // A command whose request row the worker has to write (published straight to the broker,
+    // as when the API's publish confirm never came): the row gets the command's key.
+    let id = uuid::Uuid::now_v7();
+    let (body, props) = direct_send(&app.app_id, id, "lee@example.com", "k-direct");
+    publish_raw(&stack, "otp.send", &body, props).await;
+    let done = stack
+        .poll_final_for(&token, &id.to_string(), Duration::from_secs(30))
+        .await;
+    assert_eq!(done["status"], "succeeded");
+    // A retry over HTTP with that key finds it: it does not run a second command.
+    let send = json!({"channel": "email", "identifier_type": "email", "identifier": "lee@example.com", "create_new_user": true});
+    let r = stack
+        .post(
+            "/v1/auth/otp/send",
+            &token,
+            &send,
+            &[("Idempotency-Key", "k-direct")],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (422, "idempotency_key_reused"),
+        "the key is taken by the worker-written row (whose request hash a producer cannot give)"
+    );
+    // The other order: the caller's retry got its row first; the late copy is dropped.
+    let send = json!({"channel": "email", "identifier_type": "email", "identifier": "max@example.com", "create_new_user": true});
+    let r = stack
+        .post(
+            "/v1/auth/otp/send",
+            &token,
+            &send,
+            &[("Idempotency-Key", "k-retry")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let late = uuid::Uuid::now_v7();
+    let (body, props) = direct_send(&app.app_id, late, "max@example.com", "k-retry");
+    publish_raw(&stack, "otp.send", &body, props).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = stack
+            .http
+            .get(format!("{}/metrics", stack.workers_url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics
+            .lines()
+            .any(|l| l.starts_with("passgate_jobs_superseded_total") && l.ends_with(" 1"))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the late copy was not dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        stack
+            .get(&format!("/v1/requests/{late}"), &token)
+            .await
+            .status,
+        404,
+        "the late copy left no request behind"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stack.smtp.mails_to("lee@example.com").len(), 1);
+    assert_eq!(stack.smtp.mails_to("max@example.com").len(), 1);
 }
