@@ -41,9 +41,8 @@ pub async fn seed(db: &Client, app_id: &str, sizes: Sizes) -> anyhow::Result<()>
              created_at, updated_at) \
              SELECT {V7}, '{app}', 'seed' || i || '@seed.test', 'active', ts, ts, ts, ts \
              FROM generate_series({from}, {to}) i, \
-             LATERAL (SELECT now() - interval '30 days' + (i * interval '30 days' / {n}) AS ts, \
-                             md5(i::text || 'u') AS h) x",
-            n = sizes.users
+             {time}",
+            time = row_time(sizes.users, 'u')
         )
     })
     .await?;
@@ -56,9 +55,8 @@ pub async fn seed(db: &Client, app_id: &str, sizes: Sizes) -> anyhow::Result<()>
                     CASE WHEN i % 2 = 0 THEN 'otp.send' ELSE 'otp.authenticate' END, \
                     'succeeded', 200, '{{}}'::jsonb, 1, ts, ts \
              FROM generate_series({from}, {to}) i, \
-             LATERAL (SELECT now() - interval '30 days' + (i * interval '30 days' / {n}) AS ts, \
-                             md5(i::text || 'r') AS h) x",
-            n = sizes.requests
+             {time}",
+            time = row_time(sizes.requests, 'r')
         )
     })
     .await?;
@@ -75,9 +73,8 @@ pub async fn seed(db: &Client, app_id: &str, sizes: Sizes) -> anyhow::Result<()>
              FROM generate_series({from}, {to}) i \
              LEFT JOIN users u ON i <= {users} AND u.email = 'seed' || i || '@seed.test' \
                     AND u.app_id = '{app}', \
-             LATERAL (SELECT now() - interval '30 days' + (i * interval '30 days' / {n}) AS ts, \
-                             md5(i::text || 'c') AS h) x",
-            n = sizes.requests,
+             {time}",
+            time = row_time(sizes.requests, 'c'),
             users = sizes.users
         )
     })
@@ -92,9 +89,8 @@ pub async fn seed(db: &Client, app_id: &str, sizes: Sizes) -> anyhow::Result<()>
                     'seed' || (i % {users} + 1) || '@seed.test', 'otp_code', 'sent', 1, 'smtp', \
                     NULL, ts + interval '10 minutes', ts, ts, ts \
              FROM generate_series({from}, {to}) i, \
-             LATERAL (SELECT now() - interval '30 days' + (i * interval '30 days' / {n}) AS ts, \
-                             md5(i::text || 'd') AS h) x",
-            n = sizes.requests,
+             {time}",
+            time = row_time(sizes.requests, 'd'),
             users = sizes.users.max(1)
         )
     })
@@ -113,6 +109,15 @@ pub async fn seed(db: &Client, app_id: &str, sizes: Sizes) -> anyhow::Result<()>
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Row `i`'s time `ts` (spread evenly over the last 30 days, oldest first) and the hex string
+/// `h` its id's random bits come from (`salt` keeps ids of different tables apart).
+fn row_time(n: i64, salt: char) -> String {
+    format!(
+        "LATERAL (SELECT now() - interval '30 days' + (i * interval '30 days' / {n}) AS ts, \
+                  md5(i::text || '{salt}') AS h) x"
+    )
 }
 
 async fn chunked(
