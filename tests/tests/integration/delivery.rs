@@ -160,6 +160,29 @@ async fn exhausted_deliveries_are_parked_and_can_be_requeued() {
         .await
         .unwrap();
     let code = stack.smtp.code_for("bea@example.com", 1).await.unwrap();
+    // The requeued run is attempt 4: attempt numbers never repeat, so the guards that look at
+    // the previous attempt see the right one.
+    let (_, _, attempts) = wait_status(&db, "bea@example.com", "sent").await;
+    assert_eq!(attempts, 4);
+    let outcomes: Vec<(i32, String)> = db
+        .query(
+            "SELECT attempt, outcome FROM delivery_attempts ORDER BY attempt",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, Option<String>>(1).unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (1, "transient".to_owned()),
+            (2, "transient".to_owned()),
+            (3, "transient".to_owned()),
+            (4, "sent".to_owned())
+        ]
+    );
     assert_eq!(
         stack
             .authenticate(&token, "bea@example.com", &code)

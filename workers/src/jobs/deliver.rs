@@ -372,7 +372,7 @@ async fn record_in(
             Ok(Outcome::Done)
         }
         Err(e @ SendError::Transient(_)) => {
-            let attempts = u32::try_from(delivery.attempts).unwrap_or(u32::MAX);
+            let attempts = u32::try_from(delivery.ladder_attempts()).unwrap_or(u32::MAX);
             let schedule = &ctx.config.retry;
             match schedule.next_delay(attempts, rand::random::<f64>()) {
                 Some(delay)
