@@ -89,6 +89,7 @@ fn redirect_uri(raw: &str) -> Result<String, ApiError> {
     params(
         ("Prefer" = Option<String>, Header, description = "`respond-async` for 202 + polling"),
         ("Idempotency-Key" = Option<String>, Header),
+        ("Passgate-Client-IP" = Option<String>, Header, description = "the end user's IP address (IPv4, or IPv6 counted per /64), for the per-IP send limit"),
     ),
     responses(
         (status = 200, body = LinkSendResponse),

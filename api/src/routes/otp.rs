@@ -97,6 +97,7 @@ pub struct AcceptedResponse {
     params(
         ("Prefer" = Option<String>, Header, description = "`respond-async` for 202 + polling"),
         ("Idempotency-Key" = Option<String>, Header, description = "same key + same body within 24 h = same request"),
+        ("Passgate-Client-IP" = Option<String>, Header, description = "the end user's IP address (IPv4, or IPv6 counted per /64), for the per-IP send limit"),
     ),
     responses(
         (status = 200, body = OtpSendResponse),

@@ -49,6 +49,16 @@ async fn health_readiness_metrics_openapi_and_discovery() {
             "{path} missing from the OpenAPI document"
         );
     }
+    for path in ["/v1/auth/otp/send", "/v1/auth/link/email/send"] {
+        let params = openapi["paths"][path]["post"]["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            params.iter().any(|p| p["name"] == "Passgate-Client-IP"),
+            "{path} does not document Passgate-Client-IP"
+        );
+    }
     let (status, docs) = get(format!("{}/docs", stack.api_url)).await;
     assert_eq!(status, 200);
     assert!(docs.to_lowercase().contains("<html"));
