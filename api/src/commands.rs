@@ -97,7 +97,12 @@ pub async fn submit<P: Serialize>(
         state.config.client_key.keyed_hash("idempotency", &material)
     });
 
-    let mut conn = db::conn(&state.db).await?;
+    // The request row is written without waiting for the WAL flush (the `ledger` pool): it can
+    // be rebuilt. The broker's confirm is what makes the command durable, and a worker that
+    // finds no row writes it again from the message, idempotency key included; what the worker
+    // commits itself is durable. So a crash of PostgreSQL right after a `202` loses nothing,
+    // though the poll can answer `404` until a worker has taken the message.
+    let mut conn = db::conn(&state.ledger).await?;
     if let (Some(key), Some(fingerprint)) = (&submission.idempotency_key, &fingerprint) {
         AuthRequest::release_idempotency_key(
             &mut conn,
@@ -155,7 +160,7 @@ pub async fn submit<P: Serialize>(
         // with that key finds it, or the first of the two to write the row wins and the
         // other command is dropped.
         let removed = async {
-            let mut conn = db::conn(&state.db).await?;
+            let mut conn = db::conn(&state.ledger).await?;
             AuthRequest::delete_pending(&mut conn, id).await?;
             Ok::<_, ApiError>(())
         }
@@ -232,7 +237,7 @@ async fn replay(
         let deadline = tokio::time::Instant::now() + state.config.wait_timeout;
         while !current.is_final() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let mut conn = db::conn(&state.db).await?;
+            let mut conn = db::conn(&state.ledger).await?;
             match AuthRequest::find(&mut conn, current.app_id, current.id).await? {
                 Some(row) => current = row,
                 None => break,

@@ -171,6 +171,11 @@ pub fn start(
         config.common.database_pool_size,
         std::time::Duration::from_secs(3),
     )?;
+    let ledger = db::pool(
+        &db::relaxed_commit_url(&config.common.database_url),
+        config.common.database_pool_size,
+        std::time::Duration::from_secs(3),
+    )?;
     let waiters = Arc::new(Waiters::default());
     let setup_waiters = waiters.clone();
     let (broker, task) = amqp::supervise(
@@ -188,6 +193,7 @@ pub fn start(
         transport: Sealer::new(&config.transport_key),
         config: Arc::new(config),
         db,
+        ledger,
         broker,
         waiters,
         clock: Clock::from_env(),

@@ -16,6 +16,8 @@ use crate::config::ApiConfig;
 pub struct AppState {
     pub config: Arc<ApiConfig>,
     pub db: DbPool,
+    /// Request rows only: commits do not wait for the WAL flush (see `commands.rs`).
+    pub ledger: DbPool,
     pub broker: Live<ApiBroker>,
     pub waiters: Arc<Waiters>,
     pub clock: Clock,

@@ -84,6 +84,19 @@ pub fn pool(url: &str, size: usize, wait: Duration) -> Result<DbPool, DbError> {
         .map_err(|e| DbError::Unavailable(e.to_string()))
 }
 
+/// The same database with `synchronous_commit = off` on every connection: a commit returns
+/// before its WAL record is flushed (a crash of PostgreSQL can lose the last fraction of a
+/// second of such commits, never corrupt anything). Only for rows that can be rebuilt: the
+/// API's request rows, which a worker writes again from the message when they are missing.
+pub fn relaxed_commit_url(url: &str) -> String {
+    if url.contains("options=") {
+        // The operator set connection options; theirs win.
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-c%20synchronous_commit%3Doff")
+}
+
 /// A connection from the pool; failure to get one is `Unavailable`.
 pub async fn conn(pool: &DbPool) -> Result<PooledConn, DbError> {
     pool.get()
