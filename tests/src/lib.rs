@@ -476,18 +476,7 @@ impl Stack {
         for uri in redirect_uris {
             args.extend(["--redirect-uri", uri]);
         }
-        let out = Command::new(bin("passgate"))
-            .args(&args)
-            .envs(&self.env)
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "app create: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v: Value = serde_json::from_str(&self.cli(&args).await).unwrap();
         AppCreds {
             app_id: v["app_id"].as_str().unwrap().to_owned(),
             client_id: v["client_id"].as_str().unwrap().to_owned(),

@@ -82,6 +82,58 @@ async fn apps_may_opt_into_revealing_unknown_users() {
     );
 }
 
+#[tokio::test]
+async fn a_disabled_app_gets_no_token_and_its_old_tokens_run_no_command() {
+    let stack = Stack::start_with(Options::default().set("PASSGATE_APP_CACHE_MS", "300")).await;
+    let (app, token) = stack.app_with_token("Acme").await;
+    // The workers read (and cache) the app while it is active.
+    assert_eq!(stack.send_code(&token, "di@example.com").await.status, 200);
+    stack
+        .smtp
+        .wait_for("di@example.com", 1, std::time::Duration::from_secs(15))
+        .await
+        .unwrap();
+    stack
+        .db()
+        .await
+        .execute(
+            "UPDATE apps SET disabled_at = now() WHERE id = $1::text::uuid",
+            &[&app.app_id],
+        )
+        .await
+        .unwrap();
+    let r = stack
+        .http
+        .post(format!("{}/oidc/token", stack.api_url))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", app.client_id.as_str()),
+            ("client_secret", app.client_secret.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401, "no new token for a disabled app");
+    // Once the workers' cached copy is older than PASSGATE_APP_CACHE_MS, commands with the
+    // old token are refused.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let r = stack.send_code(&token, "di@example.com").await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (403, "app_disabled"),
+        "{:?}",
+        r.body
+    );
+    let r = stack.authenticate(&token, "di@example.com", "000000").await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (403, "app_disabled"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(stack.smtp.mails_to("di@example.com").len(), 1);
+}
+
 fn kid(jwt: &str) -> String {
     jsonwebtoken::decode_header(jwt).unwrap().kid.unwrap()
 }

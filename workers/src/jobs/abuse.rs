@@ -8,6 +8,7 @@ use passgate_schema::models::apps::App;
 use passgate_schema::models::rate_limits::{self, Hit};
 use serde_json::Value;
 
+use crate::answer::Answer;
 use crate::context::JobContext;
 use crate::job::JobError;
 
@@ -124,6 +125,36 @@ pub async fn ip_limit(
     )
     .await?;
     Ok(retry(hit))
+}
+
+/// The refusals every send checks after its own limits, in this order: the end user's IP
+/// over its hourly cap (`429`), then an unknown user who is not to be created, for an app that
+/// chose to reveal unknown users (`404 user_not_found`).
+pub async fn address_and_enumeration(
+    ctx: &JobContext,
+    conn: &mut DbConn,
+    app: &App,
+    client_ip: Option<&str>,
+    unknown_user: bool,
+) -> Result<Option<Answer>, JobError> {
+    if let Some(retry_after) = ip_limit(ctx, conn, app, client_ip).await? {
+        return Ok(Some(
+            Answer::error(
+                429,
+                "too_many_requests",
+                "too many sends from this address; retry later",
+            )
+            .retry_after(retry_after),
+        ));
+    }
+    if unknown_user && reveals_unknown_users(&app.settings) {
+        return Ok(Some(Answer::error(
+            404,
+            "user_not_found",
+            "no user with this identifier",
+        )));
+    }
+    Ok(None)
 }
 
 /// Whether the app chose to reveal unknown users (`settings.reveal_unknown_users`): then a

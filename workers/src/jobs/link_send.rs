@@ -109,23 +109,12 @@ async fn decide(
         )
         .retry_after(retry_after));
     }
-    if let Some(retry_after) =
-        super::abuse::ip_limit(ctx, conn, &app, cmd.client_ip.as_deref()).await?
+    let unknown = user.is_none() && !cmd.create_new_user;
+    if let Some(refusal) =
+        super::abuse::address_and_enumeration(ctx, conn, &app, cmd.client_ip.as_deref(), unknown)
+            .await?
     {
-        return Ok(Answer::error(
-            429,
-            "too_many_requests",
-            "too many sends from this address; retry later",
-        )
-        .retry_after(retry_after));
-    }
-    if user.is_none() && !cmd.create_new_user && super::abuse::reveals_unknown_users(&app.settings)
-    {
-        return Ok(Answer::error(
-            404,
-            "user_not_found",
-            "no user with this identifier",
-        ));
+        return Ok(refusal);
     }
     if let Some(retry_after) = super::abuse::app_limit(ctx, conn, &app).await? {
         metrics::counter!("passgate_link_send_refused_total").increment(1);

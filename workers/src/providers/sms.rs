@@ -122,11 +122,7 @@ impl Twilio {
                 .unwrap_or_else(|| "-".to_owned()),
             error.message.unwrap_or_default()
         );
-        if status.as_u16() == 429 || status.is_server_error() {
-            Err(SendError::Transient(detail))
-        } else {
-            Err(SendError::Permanent(detail))
-        }
+        Err(refused(status, detail))
     }
 }
 
@@ -202,11 +198,7 @@ impl Webhook {
             status.as_u16(),
             text.chars().take(200).collect::<String>()
         );
-        if status.as_u16() == 429 || status.is_server_error() {
-            Err(SendError::Transient(detail))
-        } else {
-            Err(SendError::Permanent(detail))
-        }
+        Err(refused(status, detail))
     }
 }
 
@@ -245,5 +237,14 @@ impl SmsSender for Outbox {
                 .map_err(|e| SendError::Transient(e.to_string()))?;
             Ok(Some(idempotency_key.to_owned()))
         })
+    }
+}
+
+/// An HTTP provider's refusal: `429` and `5xx` are worth retrying, any other status is not.
+fn refused(status: reqwest::StatusCode, detail: String) -> SendError {
+    if status.as_u16() == 429 || status.is_server_error() {
+        SendError::Transient(detail)
+    } else {
+        SendError::Permanent(detail)
     }
 }
