@@ -8,6 +8,7 @@
 pub mod ids;
 pub mod messages;
 pub mod models;
+mod prepared;
 #[rustfmt::skip]
 pub mod schema;
 

@@ -3,14 +3,18 @@
 //! payload is erased once the message has left.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, QueryFragment};
+use diesel::sql_types::{Integer, Nullable, Text, Timestamptz};
 use diesel::{
-    BoolExpressionMethods, ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult,
-    Queryable, Selectable, SelectableHelper,
+    ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult, Queryable,
+    QueryableByName, Selectable, SelectableHelper,
 };
 use diesel_async::RunQueryDsl;
 
 use crate::DbConn;
 use crate::ids::{AppId, DeliveryId, RequestId};
+use crate::prepared::prepared_query;
 use crate::schema::deliveries;
 
 pub const STATUS_QUEUED: &str = "queued";
@@ -22,7 +26,7 @@ pub const STATUS_EXPIRED: &str = "expired";
 /// secret is kept (until it expires) so an operator can requeue it.
 pub const CLASS_EXHAUSTED: &str = "transient_exhausted";
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = deliveries, check_for_backend(diesel::pg::Pg))]
 pub struct Delivery {
     pub id: DeliveryId,
@@ -79,7 +83,136 @@ impl NewDelivery<'_> {
     }
 }
 
+/// A delivery claimed by [`Delivery::claim_and_start`].
+#[derive(Debug, QueryableByName)]
+pub struct Claimed {
+    #[diesel(embed)]
+    pub delivery: Delivery,
+    /// The attempt row was written by the same statement (the delivery's first attempt, not
+    /// yet expired): the provider may be called without writing it again.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub attempt_started: bool,
+}
+
+/// The claim of [`Delivery::claim_and_start`] and, for a first attempt, its
+/// `delivery_attempts` row, in one statement (one round trip, one commit).
+struct ClaimAndStart {
+    id: DeliveryId,
+    now: DateTime<Utc>,
+    stale_before: DateTime<Utc>,
+}
+
+prepared_query!(ClaimAndStart);
+
+impl QueryFragment<Pg> for ClaimAndStart {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "WITH claimed AS (UPDATE deliveries \
+             SET status = 'sending', attempts = attempts + 1, updated_at = ",
+        );
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<diesel::sql_types::Uuid, _>(&self.id)?;
+        out.push_sql(" AND (status = 'queued' OR (status = 'sending' AND updated_at < ");
+        out.push_bind_param::<Timestamptz, _>(&self.stale_before)?;
+        out.push_sql(
+            ")) RETURNING *), \
+             started AS (INSERT INTO delivery_attempts (delivery_id, attempt, started_at) \
+             SELECT id, attempts, ",
+        );
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(" FROM claimed WHERE attempts = 1 AND expires_at > ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(
+            " ON CONFLICT DO NOTHING RETURNING attempt) \
+             SELECT claimed.*, EXISTS (SELECT 1 FROM started) AS attempt_started FROM claimed",
+        );
+        Ok(())
+    }
+}
+
+/// A sent attempt and its delivery recorded in one statement (atomic without a transaction).
+struct RecordSent<'a> {
+    id: DeliveryId,
+    attempt: i32,
+    provider: &'a str,
+    provider_message_id: Option<&'a str>,
+    now: DateTime<Utc>,
+}
+
+prepared_query!(RecordSent<'_>);
+
+impl QueryFragment<Pg> for RecordSent<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH attempt AS (UPDATE delivery_attempts SET provider = ");
+        out.push_bind_param::<Text, _>(self.provider)?;
+        out.push_sql(", outcome = 'sent', error = NULL, provider_message_id = ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.provider_message_id)?;
+        out.push_sql(", finished_at = ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(" WHERE delivery_id = ");
+        out.push_bind_param::<diesel::sql_types::Uuid, _>(&self.id)?;
+        out.push_sql(" AND attempt = ");
+        out.push_bind_param::<Integer, _>(&self.attempt)?;
+        out.push_sql(") UPDATE deliveries SET status = 'sent', provider = ");
+        out.push_bind_param::<Text, _>(self.provider)?;
+        out.push_sql(", provider_message_id = ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.provider_message_id)?;
+        out.push_sql(", sealed_payload = NULL, error_class = NULL, last_error = NULL, sent_at = ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(", updated_at = ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<diesel::sql_types::Uuid, _>(&self.id)?;
+        Ok(())
+    }
+}
+
 impl Delivery {
+    /// Claims a delivery for one attempt: a `queued` row, or a `sending` row whose lease ran
+    /// out (its worker died mid-attempt), moves to `sending` with the attempt counted. A row
+    /// being sent by a live worker cannot be claimed twice. Returns the claimed row.
+    ///
+    /// For the delivery's first attempt (not expired) the same statement writes the attempt
+    /// row that must exist before a provider is called. For a later attempt the caller looks
+    /// at the previous one first and writes the row itself.
+    pub async fn claim_and_start(
+        conn: &mut DbConn,
+        id: DeliveryId,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+    ) -> QueryResult<Option<Claimed>> {
+        ClaimAndStart {
+            id,
+            now,
+            stale_before: now - lease,
+        }
+        .get_result(conn)
+        .await
+        .optional()
+    }
+
+    /// Marks attempt `attempt` and the delivery sent (secret erased), atomically.
+    pub async fn record_sent(
+        conn: &mut DbConn,
+        id: DeliveryId,
+        attempt: i32,
+        provider: &str,
+        provider_message_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> QueryResult<()> {
+        RecordSent {
+            id,
+            attempt,
+            provider,
+            provider_message_id,
+            now,
+        }
+        .execute(conn)
+        .await
+        .map(drop)
+    }
+
     pub async fn find(conn: &mut DbConn, id: DeliveryId) -> QueryResult<Option<Delivery>> {
         deliveries::table
             .find(id)
@@ -99,33 +232,6 @@ impl Delivery {
             .first(conn)
             .await
             .optional()
-    }
-
-    /// Claims a delivery for one attempt: a `queued` row, or a `sending` row whose lease ran
-    /// out (its worker died mid-attempt), moves to `sending` with the attempt counted. A row
-    /// being sent by a live worker cannot be claimed twice. Returns the claimed row.
-    pub async fn claim(
-        conn: &mut DbConn,
-        id: DeliveryId,
-        now: DateTime<Utc>,
-        lease: TimeDelta,
-    ) -> QueryResult<Option<Delivery>> {
-        diesel::update(
-            deliveries::table.find(id).filter(
-                deliveries::status.eq(STATUS_QUEUED).or(deliveries::status
-                    .eq(STATUS_SENDING)
-                    .and(deliveries::updated_at.lt(now - lease))),
-            ),
-        )
-        .set((
-            deliveries::status.eq(STATUS_SENDING),
-            deliveries::attempts.eq(deliveries::attempts + 1),
-            deliveries::updated_at.eq(now),
-        ))
-        .returning(Delivery::as_returning())
-        .get_result(conn)
-        .await
-        .optional()
     }
 
     pub async fn mark_sent(

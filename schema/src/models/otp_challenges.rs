@@ -88,12 +88,14 @@ impl OtpChallenge {
                 created_at: now,
                 updated_at: now,
             })
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
-        Self::lock(conn, app, subject)
-            .await?
-            .ok_or(diesel::result::Error::NotFound)
+            // One statement: a new subject's row is inserted and returned; an existing one is
+            // returned locked (the no-op update takes the row lock, like `FOR UPDATE`).
+            .on_conflict((otp_challenges::app_id, otp_challenges::subject))
+            .do_update()
+            .set(otp_challenges::updated_at.eq(otp_challenges::updated_at))
+            .returning(OtpChallenge::as_returning())
+            .get_result(conn)
+            .await
     }
 
     /// Locks the subject's row for the rest of the transaction.

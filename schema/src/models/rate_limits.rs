@@ -7,11 +7,14 @@
 //! chosen by the caller and reads the others in the same statement.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::sql_types::{Array, Integer, Text, Timestamptz};
 use diesel::{QueryResult, QueryableByName};
 use diesel_async::RunQueryDsl;
 
 use crate::DbConn;
+use crate::prepared::prepared_query;
 
 #[derive(QueryableByName)]
 struct Count {
@@ -39,15 +42,7 @@ pub async fn hit(
     now: DateTime<Utc>,
 ) -> QueryResult<Hit> {
     let (start, end) = window_of(window, now);
-    let row: Count = diesel::sql_query(
-        "INSERT INTO rate_limits (key, window_start, count, expires_at) VALUES ($1, $2, 1, $3) \
-         ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 RETURNING count",
-    )
-    .bind::<Text, _>(key)
-    .bind::<Timestamptz, _>(start)
-    .bind::<Timestamptz, _>(end)
-    .get_result(conn)
-    .await?;
+    let row: Count = Bump { key, start, end }.get_result(conn).await?;
     Ok(verdict(row.count, limit, end, now))
 }
 
@@ -72,21 +67,75 @@ pub async fn hit_sharded(
         .filter(|s| *s != shard % shards)
         .map(|s| format!("{key}#{s}"))
         .collect();
-    let row: Count = diesel::sql_query(
-        "WITH bumped AS (\
-           INSERT INTO rate_limits (key, window_start, count, expires_at) VALUES ($1, $2, 1, $3) \
-           ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 \
-           RETURNING count) \
-         SELECT ((SELECT count FROM bumped) + coalesce((SELECT sum(count) FROM rate_limits \
-                  WHERE key = ANY($4) AND window_start = $2), 0))::integer AS count",
-    )
-    .bind::<Text, _>(&mine)
-    .bind::<Timestamptz, _>(start)
-    .bind::<Timestamptz, _>(end)
-    .bind::<Array<Text>, _>(&others)
+    let row: Count = ShardedHit {
+        mine: &mine,
+        start,
+        end,
+        others: &others,
+    }
     .get_result(conn)
     .await?;
     Ok(verdict(row.count, limit, end, now))
+}
+
+/// `INSERT … ON CONFLICT DO UPDATE … RETURNING count`, prepared once per connection.
+struct Bump<'a> {
+    key: &'a str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+prepared_query!(Bump<'_>);
+
+impl QueryFragment<Pg> for Bump<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("INSERT INTO rate_limits (key, window_start, count, expires_at) VALUES (");
+        out.push_bind_param::<Text, _>(self.key)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.start)?;
+        out.push_sql(", 1, ");
+        out.push_bind_param::<Timestamptz, _>(&self.end)?;
+        out.push_sql(
+            ") ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 \
+             RETURNING count",
+        );
+        Ok(())
+    }
+}
+
+/// One shard bumped, the others' committed counts added, in one prepared statement.
+struct ShardedHit<'a> {
+    mine: &'a str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    others: &'a [String],
+}
+
+prepared_query!(ShardedHit<'_>);
+
+impl QueryFragment<Pg> for ShardedHit<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "WITH bumped AS (INSERT INTO rate_limits (key, window_start, count, expires_at) \
+             VALUES (",
+        );
+        out.push_bind_param::<Text, _>(self.mine)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.start)?;
+        out.push_sql(", 1, ");
+        out.push_bind_param::<Timestamptz, _>(&self.end)?;
+        out.push_sql(
+            ") ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 \
+             RETURNING count) \
+             SELECT ((SELECT count FROM bumped) + coalesce((SELECT sum(count) FROM rate_limits \
+             WHERE key = ANY(",
+        );
+        out.push_bind_param::<Array<Text>, _>(self.others)?;
+        out.push_sql(") AND window_start = ");
+        out.push_bind_param::<Timestamptz, _>(&self.start)?;
+        out.push_sql("), 0))::integer AS count");
+        Ok(())
+    }
 }
 
 fn window_of(window: TimeDelta, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {

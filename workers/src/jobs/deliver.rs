@@ -18,7 +18,7 @@ use passgate_core::db;
 use passgate_core::telemetry::{mask_email, mask_phone};
 use passgate_schema::DbConn;
 use passgate_schema::messages::{Channel, Deliver, Envelope, MessageKind};
-use passgate_schema::models::deliveries::{self, Delivery};
+use passgate_schema::models::deliveries::{self, Claimed, Delivery};
 use passgate_schema::models::delivery_attempts::{self, AttemptEnd, NewDeliveryAttempt};
 
 use crate::context::JobContext;
@@ -100,7 +100,14 @@ async fn deliver(
     let label = channel.as_str();
     let now = ctx.clock.now();
     let mut conn = db::conn(&ctx.db).await?;
-    let Some(delivery) = Delivery::claim(&mut conn, task.delivery_id, now, SEND_LEASE).await?
+    // The app (usually cached) is looked up before the claim: once a first attempt's row is
+    // written, nothing that can fail may come before the provider call, or the next attempt
+    // would find an unfinished attempt and (for email) record the outcome as unknown.
+    let app = ctx.app(&mut conn, msg.app_id).await?;
+    let Some(Claimed {
+        delivery,
+        attempt_started,
+    }) = Delivery::claim_and_start(&mut conn, task.delivery_id, now, SEND_LEASE).await?
     else {
         // Sent, failed or expired already: nothing to do. Being sent right now (another copy
         // of this task holds the lease): come back when the lease ends, so the delivery is
@@ -214,16 +221,23 @@ async fn deliver(
         return give_up(ctx, &delivery, "sealed secret cannot be opened").await;
     };
     let secret = String::from_utf8_lossy(&secret).into_owned();
-    let app = ctx.app(&mut conn, delivery.app_id).await?;
+    let app = if app.as_ref().is_some_and(|a| a.id == delivery.app_id) {
+        app
+    } else {
+        ctx.app(&mut conn, delivery.app_id).await?
+    };
     // Recorded before any provider is called: a crash mid-call leaves an unfinished attempt.
-    NewDeliveryAttempt {
-        delivery_id: delivery.id,
-        attempt: delivery.attempts,
-        provider: None,
-        started_at: now,
+    // A first attempt's row was written with the claim.
+    if !attempt_started {
+        NewDeliveryAttempt {
+            delivery_id: delivery.id,
+            attempt: delivery.attempts,
+            provider: None,
+            started_at: now,
+        }
+        .insert(&mut conn)
+        .await?;
     }
-    .insert(&mut conn)
-    .await?;
     drop(conn);
     let no_settings = serde_json::Value::Null;
     let (app_name, settings) = app.as_deref().map_or(("Passgate", &no_settings), |a| {
@@ -305,58 +319,65 @@ async fn record(
     sent: &ChainResult,
 ) -> Result<Outcome, JobError> {
     let mut conn = db::conn(&ctx.db).await?;
-    // The attempt and the delivery are updated in one transaction: one commit, and a reader
-    // never sees a finished attempt beside a delivery still marked `sending`.
+    // The attempt and the delivery are updated together: a reader never sees a finished
+    // attempt beside a delivery still marked `sending`. A success (the usual case) is one
+    // statement; the other outcomes take a transaction.
+    let error = match &sent.result {
+        Ok(message_id) => {
+            let provider = sent.provider.as_deref().unwrap_or("unknown");
+            Delivery::record_sent(
+                &mut conn,
+                delivery.id,
+                delivery.attempts,
+                provider,
+                message_id.as_deref(),
+                ctx.clock.now(),
+            )
+            .await?;
+            let label = channel.as_str();
+            metrics::counter!("passgate_deliveries_total", "channel" => label, "status" => "sent")
+                .increment(1);
+            let to = masked(channel, &delivery.destination);
+            tracing::info!(delivery.id = %delivery.id, to = %to, provider, "{label} sent");
+            return Ok(Outcome::Done);
+        }
+        Err(error) => error,
+    };
+    let provider = sent.provider.as_deref();
     conn.transaction::<_, JobError, _>(async |conn| {
-        record_in(ctx, conn, channel, delivery, sent).await
+        record_failure(ctx, conn, channel, delivery, provider, error).await
     })
     .await
 }
 
-async fn record_in(
+/// Records a failed attempt: final, retried later, or out of attempts.
+async fn record_failure(
     ctx: &JobContext,
     conn: &mut DbConn,
     channel: Channel,
     delivery: &Delivery,
-    sent: &ChainResult,
+    provider: Option<&str>,
+    error: &SendError,
 ) -> Result<Outcome, JobError> {
     let label = channel.as_str();
     let now = ctx.clock.now();
     let to = masked(channel, &delivery.destination);
-    let provider = sent.provider.as_deref();
-    let (outcome, error, message_id) = match &sent.result {
-        Ok(id) => ("sent", None, id.as_deref()),
-        Err(e) => (e.class(), Some(e.to_string()), None),
-    };
+    let message = error.to_string();
     delivery_attempts::finish(
         conn,
         delivery.id,
         delivery.attempts,
         AttemptEnd {
             provider,
-            outcome,
-            error: error.as_deref(),
-            provider_message_id: message_id,
+            outcome: error.class(),
+            error: Some(&message),
+            provider_message_id: None,
         },
         now,
     )
     .await?;
-    match &sent.result {
-        Ok(message_id) => {
-            Delivery::mark_sent(
-                conn,
-                delivery.id,
-                provider.unwrap_or("unknown"),
-                message_id.as_deref(),
-                now,
-            )
-            .await?;
-            metrics::counter!("passgate_deliveries_total", "channel" => label, "status" => "sent")
-                .increment(1);
-            tracing::info!(delivery.id = %delivery.id, to = %to, provider, "{label} sent");
-            Ok(Outcome::Done)
-        }
-        Err(SendError::Permanent(e)) => {
+    match error {
+        SendError::Permanent(e) => {
             Delivery::mark_final_failure(
                 conn,
                 delivery.id,
@@ -371,7 +392,7 @@ async fn record_in(
             tracing::warn!(delivery.id = %delivery.id, to = %to, provider, error = %e, "{label} refused permanently");
             Ok(Outcome::Done)
         }
-        Err(e @ SendError::Transient(_)) => {
+        e @ SendError::Transient(_) => {
             let attempts = u32::try_from(delivery.ladder_attempts()).unwrap_or(u32::MAX);
             let schedule = &ctx.config.retry;
             match schedule.next_delay(attempts, rand::random::<f64>()) {
