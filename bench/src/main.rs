@@ -437,7 +437,9 @@ async fn main() -> anyhow::Result<()> {
         .set("PASSGATE_LOG", "warn")
         .set("PASSGATE_DATABASE_POOL_SIZE", "16")
         .set("PASSGATE_SENDS_PER_APP_PER_HOUR", "100000000")
-        .set("PASSGATE_OTP_SENDS_PER_HOUR", "1000");
+        .set("PASSGATE_OTP_SENDS_PER_HOUR", "1000")
+        // The production default (the test harness re-reads the key on every token).
+        .set("PASSGATE_SIGNING_KEY_REFRESH_SECS", "30");
     let stack = Stack::start_with(options).await;
     let api_pid = stack.api.as_ref().and_then(|c| c.id()).unwrap_or(0);
     let workers_pid = stack.workers.as_ref().and_then(|c| c.id()).unwrap_or(0);

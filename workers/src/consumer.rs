@@ -18,15 +18,14 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use passgate_core::amqp::confirm_channel;
-use passgate_schema::ids::{AppId, RequestId};
+use passgate_schema::ids::RequestId;
 use passgate_schema::messages::{CommandReply, Envelope, MessageKind};
-use passgate_schema::models::auth_requests::{AuthRequest, NewAuthRequest};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::answer::{self, Answer, reply_from_row};
+use crate::answer::{self, Answer};
 use crate::context::JobContext;
 use crate::job::{Job, JobError, Outcome};
 use crate::jobs::deliver::{DeliverEmailJob, DeliverSmsJob};
@@ -351,61 +350,8 @@ async fn republish(
     .map_err(|e| JobError::Unavailable(e.into()))
 }
 
-/// What the ledger holds for a command.
-enum Ledger {
-    Row(Box<AuthRequest>),
-    /// Another request of the app already holds the command's idempotency key: the caller
-    /// retried and that request carries the work; this copy is dropped.
-    Superseded(RequestId),
-    /// The id is another app's.
-    Foreign,
-}
-
-/// The request row of a command whose row does not exist: a producer published it straight
-/// to the broker, or the API removed the row after a publish it could not confirm. The row
-/// gets the command's idempotency key, if it has one.
-async fn insert_request_row<J: Job>(
-    conn: &mut passgate_schema::DbConn,
-    msg: &Envelope<J::Payload>,
-) -> Result<Ledger, JobError> {
-    use base64::Engine as _;
-    let id = RequestId(msg.id);
-    let key = msg.idempotency.as_ref().map(|i| i.key.as_str());
-    let hash = msg
-        .idempotency
-        .as_ref()
-        .and_then(|i| i.request_hash.as_deref())
-        .and_then(|h| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(h)
-                .ok()
-        });
-    NewAuthRequest {
-        id,
-        app_id: msg.app_id,
-        kind: J::KIND.as_str(),
-        idempotency_key: key,
-        request_hash: hash.as_deref(),
-        created_at: msg.created_at,
-    }
-    .insert(conn)
-    .await
-    .map_err(|e| unknown_app(e, msg.app_id))?;
-    if let Some(row) = AuthRequest::find(conn, msg.app_id, id).await? {
-        return Ok(Ledger::Row(Box::new(row)));
-    }
-    if let Some(key) = key
-        && let Some(holder) = AuthRequest::find_by_idempotency_key(conn, msg.app_id, key).await?
-        && holder.id != id
-    {
-        return Ok(Ledger::Superseded(holder.id));
-    }
-    Ok(Ledger::Foreign)
-}
-
-/// Commands: make sure the request row exists (producers may publish straight to the broker),
-/// answer at once from the row when it is final (a redelivery), else run the job; then the
-/// outbox step and the reply.
+/// Commands: run the job (which keeps the request row: see [`crate::answer::run_command`]),
+/// then answer the caller and run the outbox step.
 async fn run_command<J: Job>(
     ctx: &JobContext,
     publish: &Channel,
@@ -413,56 +359,31 @@ async fn run_command<J: Job>(
 ) -> Result<(), JobError> {
     let msg = decode::<J::Payload>(delivery, J::KIND)?;
     let id = RequestId(msg.id);
-    let existing = {
-        let mut conn = passgate_core::db::conn(&ctx.db).await?;
-        // Usually the API wrote the row: one read. Else insert it (a no-op if it appeared
-        // meanwhile) and read again; a row of another app is never found.
-        match AuthRequest::find(&mut conn, msg.app_id, id).await? {
-            Some(row) => Ledger::Row(Box::new(row)),
-            None => insert_request_row::<J>(&mut conn, &msg).await?,
-        }
-    };
-    let existing = match existing {
-        Ledger::Row(row) => *row,
-        Ledger::Superseded(holder) => {
-            metrics::counter!("passgate_jobs_superseded_total", "job" => J::KIND.as_str())
-                .increment(1);
-            tracing::warn!(request.id = %id, holder = %holder, "idempotency key already used by another request: command dropped");
-            return Ok(());
-        }
-        Ledger::Foreign => {
-            return Err(JobError::permanent(anyhow::anyhow!(
-                "request {id} belongs to another app"
-            )));
-        }
-    };
-    let reply = if existing.is_final() {
-        metrics::counter!("passgate_jobs_redelivered_total", "job" => J::KIND.as_str())
-            .increment(1);
-        reply_from_row(&existing)
-    } else {
-        match J::run(ctx, &msg).await {
-            Ok(Outcome::Reply(reply)) => reply,
-            Ok(Outcome::Done | Outcome::Retry { .. } | Outcome::Park { .. }) => {
-                return J::after_commit(ctx, publish, &msg).await;
+    let reply = match J::run(ctx, &msg).await {
+        Ok(Outcome::Reply(reply)) => reply,
+        // Dropped: another request carries this command's work.
+        Ok(Outcome::Done | Outcome::Retry { .. }) => return Ok(()),
+        // Not ours to answer (the id is another app's request): parked untouched.
+        Ok(Outcome::Park { reason }) => return Err(JobError::permanent(anyhow::anyhow!(reason))),
+        Err(JobError::Permanent(e)) => {
+            // The command can never succeed: give the caller a final answer instead of a
+            // request that stays pending, then park the message for an operator. If even
+            // that cannot be recorded (the database went away), keep the message.
+            if !fail_request(ctx, publish, delivery, id).await {
+                return Err(JobError::Unavailable(e));
             }
-            Err(JobError::Permanent(e)) => {
-                // The command can never succeed: give the caller a final answer instead of a
-                // request that stays pending, then park the message for an operator. If even
-                // that cannot be recorded (the database went away), keep the message.
-                if !fail_request(ctx, publish, delivery, id).await {
-                    return Err(JobError::Unavailable(e));
-                }
-                return Err(JobError::Permanent(e));
-            }
-            Err(e) => return Err(e),
+            return Err(JobError::Permanent(e));
         }
+        Err(e) => return Err(e),
     };
-    J::after_commit(ctx, publish, &msg).await?;
+    // The answer is committed: the caller hears it now, without waiting for the outbox
+    // publish (a confirmed publish of the delivery task). If that publish fails, the message
+    // goes back to the queue, and its redelivery answers from the row (the caller ignores a
+    // second reply) and publishes again.
     if let Some(reply_to) = delivery.properties.reply_to() {
         send_reply(publish, reply_to.as_str(), &reply).await;
     }
-    Ok(())
+    J::after_commit(ctx, publish, &msg).await
 }
 
 /// Records `500 internal_error` for a command that failed permanently, and tells the caller.
@@ -494,16 +415,6 @@ async fn fail_request(
             tracing::warn!(request.id = %id, error = %e, "could not record the failure; keeping the message");
             false
         }
-    }
-}
-
-fn unknown_app(e: diesel::result::Error, app: AppId) -> JobError {
-    use diesel::result::{DatabaseErrorKind, Error};
-    match e {
-        Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
-            JobError::permanent(anyhow::anyhow!("unknown app {app}"))
-        }
-        other => other.into(),
     }
 }
 

@@ -111,9 +111,7 @@ macro_rules! command_job {
                 ctx: &$crate::context::JobContext,
                 msg: &passgate_schema::messages::Envelope<$payload>,
             ) -> Result<$crate::job::Outcome, $crate::job::JobError> {
-                $crate::answer::run_command::<Self>(ctx, msg)
-                    .await
-                    .map($crate::job::Outcome::Reply)
+                $crate::answer::run_command::<Self>(ctx, msg).await
             }
         }
     };

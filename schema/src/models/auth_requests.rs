@@ -119,15 +119,23 @@ impl AuthRequest {
         .await
     }
 
-    /// Locks the row for the rest of the transaction (serialises duplicate deliveries of one
-    /// command) and counts the attempt.
-    pub async fn lock(conn: &mut DbConn, id: RequestId) -> QueryResult<Option<AuthRequest>> {
-        diesel::update(auth_requests::table.find(id))
-            .set(auth_requests::attempts.eq(auth_requests::attempts + 1))
-            .returning(AuthRequest::as_returning())
-            .get_result(conn)
-            .await
-            .optional()
+    /// Locks the app's row for the rest of the transaction (serialises duplicate deliveries of
+    /// one command) and counts the attempt. `None`: no such row of this app.
+    pub async fn lock(
+        conn: &mut DbConn,
+        app: AppId,
+        id: RequestId,
+    ) -> QueryResult<Option<AuthRequest>> {
+        diesel::update(
+            auth_requests::table
+                .find(id)
+                .filter(auth_requests::app_id.eq(app)),
+        )
+        .set(auth_requests::attempts.eq(auth_requests::attempts + 1))
+        .returning(AuthRequest::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
     }
 
     /// Records the final answer, once: `false` if the row was already final.

@@ -1,4 +1,6 @@
 use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
+use diesel::sql_types::{Nullable, Timestamptz};
 use diesel::{
     ExpressionMethods, Insertable, OptionalExtension, QueryDsl, QueryResult, Queryable, Selectable,
     SelectableHelper,
@@ -122,34 +124,46 @@ impl User {
         now: DateTime<Utc>,
         verified: Verified,
     ) -> QueryResult<User> {
+        // One statement: the login time, and the channel's address verified if it was not.
+        let update = diesel::update(users::table.find(id));
+        let login = (users::last_login_at.eq(now), users::updated_at.eq(now));
         match verified {
             Verified::Email => {
-                diesel::update(
-                    users::table
-                        .find(id)
-                        .filter(users::email_verified_at.is_null()),
-                )
-                .set(users::email_verified_at.eq(now))
-                .execute(conn)
-                .await?;
+                update
+                    .set((
+                        login,
+                        users::email_verified_at.eq(sql::<Nullable<Timestamptz>>(
+                            "coalesce(email_verified_at, ",
+                        )
+                        .bind::<Timestamptz, _>(now)
+                        .sql(")")),
+                    ))
+                    .returning(User::as_returning())
+                    .get_result(conn)
+                    .await
             }
             Verified::PhoneNumber => {
-                diesel::update(
-                    users::table
-                        .find(id)
-                        .filter(users::phone_number_verified_at.is_null()),
-                )
-                .set(users::phone_number_verified_at.eq(now))
-                .execute(conn)
-                .await?;
+                update
+                    .set((
+                        login,
+                        users::phone_number_verified_at.eq(sql::<Nullable<Timestamptz>>(
+                            "coalesce(phone_number_verified_at, ",
+                        )
+                        .bind::<Timestamptz, _>(now)
+                        .sql(")")),
+                    ))
+                    .returning(User::as_returning())
+                    .get_result(conn)
+                    .await
             }
-            Verified::Nothing => {}
+            Verified::Nothing => {
+                update
+                    .set(login)
+                    .returning(User::as_returning())
+                    .get_result(conn)
+                    .await
+            }
         }
-        diesel::update(users::table.find(id))
-            .set((users::last_login_at.eq(now), users::updated_at.eq(now)))
-            .returning(User::as_returning())
-            .get_result(conn)
-            .await
     }
 
     /// Deletes the user; credentials, challenges and sessions go with it (foreign keys cascade).

@@ -436,6 +436,65 @@ async fn producers_may_publish_directly_and_redelivered_commands_run_once() {
     assert_eq!(deliveries, 1);
 }
 
+#[tokio::test]
+async fn a_command_naming_another_apps_request_is_parked_and_changes_nothing() {
+    let stack = Stack::start().await;
+    let (_, a) = stack.app_with_token("A").await;
+    let (b, _) = stack.app_with_token("B").await;
+    let body = json!({"channel": "email", "identifier_type": "email", "identifier": "uma@example.com", "create_new_user": true});
+    let r = stack
+        .post(
+            "/v1/auth/otp/send",
+            &a,
+            &body,
+            &[("Prefer", "respond-async")],
+        )
+        .await;
+    let id = r.body["request_id"].as_str().unwrap().to_owned();
+    let before = stack.poll_final(&a, &id).await;
+    // A producer publishes a command for app B that reuses app A's request id.
+    let envelope = json!({
+        "id": id, "type": "otp.send", "version": 1, "app_id": b.app_id,
+        "created_at": "2026-12-04T00:00:00Z",
+        "payload": {"channel": "email", "identifier_type": "email", "identifier": "vic@example.com", "create_new_user": true}
+    });
+    let props = BasicProperties::default()
+        .with_type("otp.send".into())
+        .with_message_id(id.clone().into());
+    publish_raw(
+        &stack,
+        "otp.send",
+        &serde_json::to_vec(&envelope).unwrap(),
+        props,
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while stack
+        .broker
+        .queue_depth(&stack.vhost, "passgate.dead")
+        .await
+        != 1
+    {
+        assert!(tokio::time::Instant::now() < deadline, "not parked");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // App A's request keeps its answer, and nothing was sent for app B.
+    let after = stack.get(&format!("/v1/requests/{id}"), &a).await;
+    assert_eq!(after.status, 200);
+    assert_eq!(after.body, before);
+    let db = stack.db().await;
+    let rows: i64 = db
+        .query_one(
+            "SELECT count(*) FROM auth_requests WHERE app_id = $1::text::uuid",
+            &[&b.app_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "no request row for app B");
+    assert!(stack.smtp.mails_to("vic@example.com").is_empty());
+}
+
 fn direct_send(app_id: &str, id: uuid::Uuid, email: &str, key: &str) -> (Vec<u8>, BasicProperties) {
     let envelope = json!({
         "id": id, "type": "otp.send", "version": 1, "app_id": app_id,

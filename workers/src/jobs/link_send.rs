@@ -30,9 +30,7 @@ impl Job for LinkSendJob {
     type Payload = LinkSend;
 
     async fn run(ctx: &JobContext, msg: &Envelope<LinkSend>) -> Result<Outcome, JobError> {
-        answer::run_command::<Self>(ctx, msg)
-            .await
-            .map(Outcome::Reply)
+        answer::run_command::<Self>(ctx, msg).await
     }
 
     async fn after_commit(

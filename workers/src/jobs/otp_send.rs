@@ -31,9 +31,7 @@ impl Job for OtpSendJob {
     type Payload = OtpSend;
 
     async fn run(ctx: &JobContext, msg: &Envelope<OtpSend>) -> Result<Outcome, JobError> {
-        answer::run_command::<Self>(ctx, msg)
-            .await
-            .map(Outcome::Reply)
+        answer::run_command::<Self>(ctx, msg).await
     }
 
     async fn after_commit(
