@@ -341,8 +341,10 @@ rabbit_env() {
     export RABBITMQ_MNESIA_BASE="$RMQ_DIR/mnesia"
     export RABBITMQ_LOG_BASE="$LOG_DIR/rabbitmq"
     export RABBITMQ_PID_FILE="$RMQ_PID_FILE"
-    # keep the Erlang distribution listeners (server and CLI) on loopback too
-    export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+    # keep the Erlang distribution listeners (server and CLI) on loopback too; schedulers
+    # that sleep when idle instead of spinning (+sbwt none ...): on a host shared with
+    # PostgreSQL and Passgate, busy-waiting schedulers take CPU the others need
+    export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} +sbwt none +sbwtdcpu none +sbwtdio none"
     export RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
     unset RABBITMQ_ENV_LOADED
 }

@@ -76,10 +76,18 @@ impl Mail {
 
 #[derive(Clone, Default)]
 pub struct SmtpSink {
-    mails: Arc<Mutex<Vec<Mail>>>,
+    mails: Arc<Mutex<Inbox>>,
     arrived: Arc<Notify>,
     faults: Arc<Mutex<Faults>>,
     pub port: u16,
+}
+
+/// Every message, and where each recipient's are (a waiter reads only its own, so a sink
+/// holding many messages stays cheap to wait on).
+#[derive(Default)]
+struct Inbox {
+    mails: Vec<Mail>,
+    by_recipient: std::collections::HashMap<String, Vec<usize>>,
 }
 
 /// Injected failures.
@@ -174,8 +182,12 @@ impl SmtpSink {
                     }
                     data.push_str(line.strip_prefix('.').unwrap_or(&line));
                 }
-                if let Ok(mut mails) = self.mails.lock() {
-                    mails.push(Mail {
+                if let Ok(mut inbox) = self.mails.lock() {
+                    let at = inbox.mails.len();
+                    for rcpt in &to {
+                        inbox.by_recipient.entry(rcpt.clone()).or_default().push(at);
+                    }
+                    inbox.mails.push(Mail {
                         from: std::mem::take(&mut from),
                         to: std::mem::take(&mut to),
                         data,
@@ -222,12 +234,15 @@ impl SmtpSink {
 
     /// Every message received so far.
     pub fn all(&self) -> Vec<Mail> {
-        self.mails.lock().map(|m| m.clone()).unwrap_or_default()
+        self.mails
+            .lock()
+            .map(|m| m.mails.clone())
+            .unwrap_or_default()
     }
 
     /// How many messages have been received so far.
     pub fn count(&self) -> usize {
-        self.mails.lock().map(|m| m.len()).unwrap_or(0)
+        self.mails.lock().map(|m| m.mails.len()).unwrap_or(0)
     }
 
     /// Recipients and arrival times of the messages received after the first `skip`.
@@ -235,7 +250,8 @@ impl SmtpSink {
         self.mails
             .lock()
             .map(|m| {
-                m.iter()
+                m.mails
+                    .iter()
                     .skip(skip)
                     .map(|mail| (mail.to.clone(), mail.received_at))
                     .collect()
@@ -248,10 +264,10 @@ impl SmtpSink {
         self.mails
             .lock()
             .map(|m| {
-                m.iter()
-                    .filter(|m| m.to.iter().any(|t| t == to))
-                    .cloned()
-                    .collect()
+                m.by_recipient
+                    .get(to)
+                    .map(|at| at.iter().map(|&i| m.mails[i].clone()).collect())
+                    .unwrap_or_default()
             })
             .unwrap_or_default()
     }
