@@ -294,10 +294,14 @@ pub async fn publish_confirmed(
         }
         Ok(())
     };
-    match tokio::time::timeout(timeout, confirm).await {
+    let started = std::time::Instant::now();
+    let result = match tokio::time::timeout(timeout, confirm).await {
         Ok(result) => result,
         Err(_) => Err(PublishError::Timeout(timeout)),
-    }
+    };
+    metrics::histogram!("passgate_publish_confirm_seconds", "exchange" => exchange.to_owned())
+        .record(started.elapsed().as_secs_f64());
+    result
 }
 
 /// The live value built on the current connection, or `None` while reconnecting.
