@@ -248,6 +248,23 @@ impl Broker {
         format!("{}/{vhost}", self.amqp_base)
     }
 
+    /// Waits until `queue` holds exactly `depth` messages; fails the test with `what` after
+    /// `timeout`.
+    pub async fn wait_depth(
+        &self,
+        vhost: &str,
+        queue: &str,
+        depth: i64,
+        timeout: Duration,
+        what: &str,
+    ) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.queue_depth(vhost, queue).await != depth {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// A queue's message count (ready + unacked) from the management API.
     pub async fn queue_depth(&self, vhost: &str, queue: &str) -> i64 {
         ensure_tls();

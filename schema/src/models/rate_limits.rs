@@ -89,18 +89,29 @@ prepared_query!(Bump<'_>);
 
 impl QueryFragment<Pg> for Bump<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("INSERT INTO rate_limits (key, window_start, count, expires_at) VALUES (");
-        out.push_bind_param::<Text, _>(self.key)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&self.start)?;
-        out.push_sql(", 1, ");
-        out.push_bind_param::<Timestamptz, _>(&self.end)?;
-        out.push_sql(
-            ") ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 \
-             RETURNING count",
-        );
-        Ok(())
+        push_bump(&mut out, self.key, &self.start, &self.end)
     }
+}
+
+/// `INSERT … ON CONFLICT DO UPDATE SET count = count + 1 RETURNING count` for one key and
+/// window: the statement of [`Bump`], and the first part of [`ShardedHit`].
+fn push_bump<'b>(
+    out: &mut AstPass<'_, 'b, Pg>,
+    key: &'b str,
+    start: &'b DateTime<Utc>,
+    end: &'b DateTime<Utc>,
+) -> QueryResult<()> {
+    out.push_sql("INSERT INTO rate_limits (key, window_start, count, expires_at) VALUES (");
+    out.push_bind_param::<Text, _>(key)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Timestamptz, _>(start)?;
+    out.push_sql(", 1, ");
+    out.push_bind_param::<Timestamptz, _>(end)?;
+    out.push_sql(
+        ") ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 \
+         RETURNING count",
+    );
+    Ok(())
 }
 
 /// One shard bumped, the others' committed counts added, in one prepared statement.
@@ -115,18 +126,10 @@ prepared_query!(ShardedHit<'_>);
 
 impl QueryFragment<Pg> for ShardedHit<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH bumped AS (");
+        push_bump(&mut out, self.mine, &self.start, &self.end)?;
         out.push_sql(
-            "WITH bumped AS (INSERT INTO rate_limits (key, window_start, count, expires_at) \
-             VALUES (",
-        );
-        out.push_bind_param::<Text, _>(self.mine)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&self.start)?;
-        out.push_sql(", 1, ");
-        out.push_bind_param::<Timestamptz, _>(&self.end)?;
-        out.push_sql(
-            ") ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 \
-             RETURNING count) \
+            ") \
              SELECT ((SELECT count FROM bumped) + coalesce((SELECT sum(count) FROM rate_limits \
              WHERE key = ANY(",
         );

@@ -127,16 +127,16 @@ async fn exhausted_deliveries_are_parked_and_can_be_requeued() {
     let (_, class, attempts) = wait_status(&db, "bea@example.com", "failed").await;
     assert_eq!(class.as_deref(), Some("transient_exhausted"));
     assert_eq!(attempts, 3);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while stack
+    stack
         .broker
-        .queue_depth(&stack.vhost, "passgate.dead")
-        .await
-        != 1
-    {
-        assert!(tokio::time::Instant::now() < deadline, "not parked");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .wait_depth(
+            &stack.vhost,
+            "passgate.dead",
+            1,
+            Duration::from_secs(15),
+            "not parked",
+        )
+        .await;
     let listed = stack.cli(&["dead", "list"]).await;
     assert!(
         listed.contains("delivery.email") && listed.contains("out of attempts"),
@@ -191,19 +191,16 @@ async fn exhausted_deliveries_are_parked_and_can_be_requeued() {
         200
     );
     // (the management API's counts lag by a few seconds)
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while stack
+    stack
         .broker
-        .queue_depth(&stack.vhost, "passgate.dead")
-        .await
-        != 0
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still parked after the requeue"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        .wait_depth(
+            &stack.vhost,
+            "passgate.dead",
+            0,
+            Duration::from_secs(20),
+            "still parked after the requeue",
+        )
+        .await;
 }
 
 #[tokio::test]

@@ -468,16 +468,16 @@ async fn a_command_naming_another_apps_request_is_parked_and_changes_nothing() {
         props,
     )
     .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while stack
+    stack
         .broker
-        .queue_depth(&stack.vhost, "passgate.dead")
-        .await
-        != 1
-    {
-        assert!(tokio::time::Instant::now() < deadline, "not parked");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .wait_depth(
+            &stack.vhost,
+            "passgate.dead",
+            1,
+            Duration::from_secs(15),
+            "not parked",
+        )
+        .await;
     // App A's request keeps its answer, and nothing was sent for app B.
     let after = stack.get(&format!("/v1/requests/{id}"), &a).await;
     assert_eq!(after.status, 200);
