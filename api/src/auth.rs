@@ -11,7 +11,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 pub use passgate_core::crypto::hash_client_secret;
 use passgate_core::crypto::{SecretKey, ct_eq};
 use passgate_schema::ids::AppId;
+use passgate_schema::models::apps::App;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Instant;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -129,9 +132,27 @@ impl FromRequestParts<AppState> for Caller {
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or(ApiError::Unauthorized)?;
-        state
+        let caller = state
             .client_tokens
             .verify(token.trim(), state.clock.now())
-            .ok_or(ApiError::Unauthorized)
+            .ok_or(ApiError::Unauthorized)?;
+        // Tokens cannot be revoked, but a disabled app's old ones stop working: every route
+        // checks the app (read at most once per `PASSGATE_APP_CACHE_MS` per process).
+        let app = match state.apps.get(&caller.app_id, Instant::now()) {
+            Some(app) => app,
+            None => {
+                let mut conn = passgate_core::db::conn(&state.db).await?;
+                let app = App::find(&mut conn, caller.app_id)
+                    .await?
+                    .ok_or(ApiError::Unauthorized)?;
+                let app = Arc::new(app);
+                state.apps.put(app.id, app.clone(), Instant::now());
+                app
+            }
+        };
+        if !app.is_active() {
+            return Err(ApiError::AppDisabled);
+        }
+        Ok(caller)
     }
 }

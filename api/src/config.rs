@@ -22,6 +22,9 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// How long a publish may wait for the broker's confirm.
     pub publish_timeout: Duration,
+    /// How long an app's row is reused before it is read again (`PASSGATE_APP_CACHE_MS`):
+    /// disabling an app reaches the API within this time.
+    pub app_cache_ttl: Duration,
 }
 
 impl ApiConfig {
@@ -51,6 +54,7 @@ impl ApiConfig {
                 "PASSGATE_PUBLISH_TIMEOUT_MS",
                 5_000,
             )?),
+            app_cache_ttl: Duration::from_millis(config::parse_or("PASSGATE_APP_CACHE_MS", 2_000)?),
         })
     }
 }

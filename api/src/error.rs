@@ -31,6 +31,8 @@ pub enum ApiError {
     NotFound,
     #[error("no such user")]
     UserNotFound,
+    #[error("this app is disabled")]
+    AppDisabled,
     #[error("a user with one of these identifiers exists")]
     UserAlreadyExists,
     #[error("method not allowed")]
@@ -61,6 +63,7 @@ impl ApiError {
         match self {
             Self::InvalidInput { .. } | Self::UnsupportedGrantType => StatusCode::BAD_REQUEST,
             Self::Unauthorized | Self::InvalidClient => StatusCode::UNAUTHORIZED,
+            Self::AppDisabled => StatusCode::FORBIDDEN,
             Self::NotFound | Self::UserNotFound => StatusCode::NOT_FOUND,
             Self::UserAlreadyExists => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -79,6 +82,7 @@ impl ApiError {
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::NotFound => "not_found",
             Self::UserNotFound => "user_not_found",
+            Self::AppDisabled => "app_disabled",
             Self::UserAlreadyExists => "user_already_exists",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::IdempotencyKeyReused => "idempotency_key_reused",

@@ -24,6 +24,7 @@ use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
+use passgate_core::cache::TtlCache;
 use passgate_core::clock::Clock;
 use passgate_core::crypto::Sealer;
 use passgate_core::telemetry::Shutdown;
@@ -40,6 +41,9 @@ use crate::broker::Waiters;
 use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// More apps than this in the API's app cache: it is emptied (it refills with the apps in use).
+const APP_CACHE_MAX: usize = 10_000;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -76,7 +80,54 @@ impl Modify for BearerAuth {
 
 /// The OpenAPI document, generated from the route annotations.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    split().1
+}
+
+/// The routes and their OpenAPI document, with the answers every `/v1` route may give added.
+fn split() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut api) = api_router().split_for_parts();
+    document_caller_errors(&mut api);
+    (router, api)
+}
+
+/// Every `/v1` route checks the caller's app: `403 app_disabled` once the app is disabled,
+/// whatever the route, so it is documented once here rather than on each route.
+fn document_caller_errors(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    const DISABLED: &str = "`app_disabled`: the app was disabled after its access token was issued";
+    for (path, item) in api.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            match responses.get_mut("403") {
+                Some(RefOr::T(existing)) => {
+                    existing.description = format!("{}; {DISABLED}", existing.description);
+                }
+                Some(RefOr::Ref(_)) => {}
+                None => {
+                    let response = ResponseBuilder::new()
+                        .description(DISABLED)
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                .build(),
+                        )
+                        .build();
+                    responses.insert("403".to_owned(), RefOr::T(response));
+                }
+            }
+        }
+    }
 }
 
 fn api_router() -> OpenApiRouter<AppState> {
@@ -105,7 +156,7 @@ fn api_router() -> OpenApiRouter<AppState> {
 
 /// The whole application.
 pub fn router(state: AppState) -> axum::Router {
-    let (router, api) = api_router().split_for_parts();
+    let (router, api) = split();
     let api = Arc::new(api);
     let json_api = api.clone();
     router
@@ -191,6 +242,7 @@ pub fn start(
             &config.common.issuer,
         )?),
         transport: Sealer::new(&config.transport_key),
+        apps: Arc::new(TtlCache::new(config.app_cache_ttl, APP_CACHE_MAX)),
         config: Arc::new(config),
         db,
         ledger,

@@ -4,9 +4,12 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use passgate_core::amqp::Live;
+use passgate_core::cache::TtlCache;
 use passgate_core::clock::Clock;
 use passgate_core::crypto::Sealer;
 use passgate_core::db::DbPool;
+use passgate_schema::ids::AppId;
+use passgate_schema::models::apps::App;
 
 use crate::auth::ClientTokens;
 use crate::broker::{ApiBroker, Waiters};
@@ -23,5 +26,7 @@ pub struct AppState {
     pub clock: Clock,
     pub transport: Sealer,
     pub client_tokens: Arc<ClientTokens>,
+    /// Apps as callers' requests last read them (`PASSGATE_APP_CACHE_MS`).
+    pub apps: Arc<TtlCache<AppId, Arc<App>>>,
     pub metrics: Option<PrometheusHandle>,
 }

@@ -3,6 +3,7 @@
 //! publisher, token signing keys, and telemetry.
 
 pub mod amqp;
+pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod crypto;

@@ -1,6 +1,5 @@
 //! What every job gets: configuration, the pool, the clock, keys, the mailer and the signing key.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use passgate_core::clock::Clock;
@@ -9,6 +8,7 @@ use passgate_core::db::DbPool;
 use passgate_core::keys::{self, ActiveKey};
 use tokio::sync::RwLock;
 
+use passgate_core::cache::TtlCache;
 use passgate_schema::DbConn;
 use passgate_schema::ids::AppId;
 use passgate_schema::models::apps::App;
@@ -31,41 +31,15 @@ pub struct JobContext {
     /// SMS providers (delivery role).
     pub sms: Option<SmsChain>,
     signing_key: RwLock<Option<(ActiveKey, std::time::Instant)>>,
-    apps: AppCache,
-}
-
-/// Apps as jobs last read them. Every command and every delivery needs its app, and apps
-/// change rarely, so each process keeps what it read for `PASSGATE_APP_CACHE_MS` (2 s by
-/// default): a change of settings, or disabling an app, reaches the workers within that time.
-struct AppCache {
-    ttl: std::time::Duration,
-    entries: std::sync::Mutex<HashMap<AppId, (std::time::Instant, Arc<App>)>>,
+    /// Apps as jobs last read them. Every command and every delivery needs its app, and apps
+    /// change rarely, so each process keeps what it read for `PASSGATE_APP_CACHE_MS` (2 s by
+    /// default): a change of settings, or disabling an app, reaches the workers within that
+    /// time.
+    apps: TtlCache<AppId, Arc<App>>,
 }
 
 /// More apps than this in the cache: it is emptied (it refills with the apps in use).
 const APP_CACHE_MAX: usize = 10_000;
-
-impl AppCache {
-    fn get(&self, id: AppId) -> Option<Arc<App>> {
-        let entries = self.entries.lock().ok()?;
-        entries
-            .get(&id)
-            .filter(|(read, _)| read.elapsed() < self.ttl)
-            .map(|(_, app)| app.clone())
-    }
-
-    fn put(&self, app: Arc<App>) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= APP_CACHE_MAX {
-                entries.clear();
-            }
-            entries.insert(app.id, (std::time::Instant::now(), app));
-        }
-    }
-}
 
 impl JobContext {
     pub fn new(
@@ -83,24 +57,22 @@ impl JobContext {
             email,
             sms,
             signing_key: RwLock::new(None),
-            apps: AppCache {
-                ttl: config.app_cache_ttl,
-                entries: Default::default(),
-            },
+            apps: TtlCache::new(config.app_cache_ttl, APP_CACHE_MAX),
             config,
         })
     }
 
     /// The app `id`, from this process's short-lived cache or else read on `conn`.
     pub async fn app(&self, conn: &mut DbConn, id: AppId) -> Result<Option<Arc<App>>, JobError> {
-        if let Some(app) = self.apps.get(id) {
+        if let Some(app) = self.apps.get(&id, std::time::Instant::now()) {
             return Ok(Some(app));
         }
         let Some(app) = App::find(conn, id).await? else {
             return Ok(None);
         };
         let app = Arc::new(app);
-        self.apps.put(app.clone());
+        self.apps
+            .put(app.id, app.clone(), std::time::Instant::now());
         Ok(Some(app))
     }
 

@@ -132,6 +132,22 @@ async fn a_disabled_app_gets_no_token_and_its_old_tokens_run_no_command() {
         r.body
     );
     assert_eq!(stack.smtp.mails_to("di@example.com").len(), 1);
+    // The routes the API answers itself refuse the old token too: users and polling.
+    for path in [
+        "/v1/users?email=di@example.com".to_owned(),
+        format!("/v1/requests/{}", uuid::Uuid::now_v7()),
+    ] {
+        let r = stack.get(&path, &token).await;
+        assert_eq!(
+            (r.status, r.error_code()),
+            (403, "app_disabled"),
+            "{path}: {:?}",
+            r.body
+        );
+    }
+    let user = json!({"email": "new@example.com"});
+    let r = stack.post("/v1/users", &token, &user, &[]).await;
+    assert_eq!((r.status, r.error_code()), (403, "app_disabled"));
 }
 
 fn kid(jwt: &str) -> String {

@@ -59,6 +59,20 @@ async fn health_readiness_metrics_openapi_and_discovery() {
             "{path} does not document Passgate-Client-IP"
         );
     }
+    // Every /v1 operation documents 403 app_disabled (one that already had a 403 keeps it).
+    for (path, method) in [
+        ("/v1/users", "get"),
+        ("/v1/requests/{request_id}", "get"),
+        ("/v1/auth/otp/authenticate", "post"),
+    ] {
+        let described = openapi["paths"][path][method]["responses"]["403"]["description"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            described.contains("app_disabled"),
+            "{method} {path}: {described:?}"
+        );
+    }
     let (status, docs) = get(format!("{}/docs", stack.api_url)).await;
     assert_eq!(status, 200);
     assert!(docs.to_lowercase().contains("<html"));
