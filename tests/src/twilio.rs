@@ -92,6 +92,15 @@ async fn create(
         .and_then(|mut f| (!f.is_empty()).then(|| f.remove(0)));
     if let Some(status) = failure {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+            // Like Twilio's answer for a number it refuses: the message names the number.
+            let to = form.get("To").cloned().unwrap_or_default();
+            return twilio_error(
+                status,
+                21211,
+                &format!("The 'To' number {to} is not a valid phone number."),
+            );
+        }
         let code = if status == StatusCode::TOO_MANY_REQUESTS {
             20429
         } else {

@@ -223,6 +223,20 @@ async fn twilio_errors_are_classified() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(stack.twilio.messages_to("+14155550152").is_empty());
+    // Twilio's message names the number; what is stored names it masked.
+    let row = db
+        .query_one(
+            "SELECT d.last_error, a.error FROM deliveries d JOIN delivery_attempts a \
+             ON a.delivery_id = d.id WHERE d.destination = '+14155550152'",
+            &[],
+        )
+        .await
+        .unwrap();
+    for stored in [row.get::<_, String>(0), row.get::<_, String>(1)] {
+        assert!(stored.contains("21211"), "{stored}");
+        assert!(stored.contains("+1415***52"), "{stored}");
+        assert!(!stored.contains("4155550152"), "{stored}");
+    }
     let attempts: i32 = db
         .query_one(
             "SELECT attempts FROM deliveries WHERE destination = '+14155550152'",

@@ -295,6 +295,15 @@ async fn deliver(
     };
     metrics::histogram!("passgate_delivery_duration_seconds", "channel" => label)
         .record(started.elapsed().as_secs_f64());
+    // A provider's error may quote the number, the address or the message: none of them
+    // reaches the logs or the database in clear.
+    let shown = masked(channel, &delivery.destination);
+    let bare = delivery.destination.trim_start_matches('+');
+    let sent = sent.redacted(&[
+        (secret.as_str(), "[secret]"),
+        (delivery.destination.as_str(), shown.as_str()),
+        (bare, shown.as_str()),
+    ]);
     // The provider has answered: that answer must be recorded even if the database is away
     // for a while (running the whole job again would send the message again).
     let mut wait = std::time::Duration::from_millis(200);

@@ -45,6 +45,25 @@ pub struct ChainResult {
     pub result: Result<Option<String>, SendError>,
 }
 
+impl ChainResult {
+    /// The same result with each `(text, shown)` pair's text replaced in the error message:
+    /// providers' messages can quote the destination or the message (with its code), and
+    /// errors are logged and stored.
+    pub fn redacted(mut self, hide: &[(&str, &str)]) -> Self {
+        if let Err(e) = &mut self.result {
+            let message = match e {
+                SendError::Transient(m) | SendError::Permanent(m) => m,
+            };
+            for (text, shown) in hide {
+                if !text.is_empty() && message.contains(text) {
+                    *message = message.replace(text, shown);
+                }
+            }
+        }
+        self
+    }
+}
+
 impl<P> Chain<P> {
     pub fn new(providers: Vec<(String, P)>, threshold: u32, cooldown: chrono::TimeDelta) -> Self {
         let entries = providers
@@ -183,6 +202,34 @@ mod tests {
 
     fn now() -> chrono::DateTime<chrono::Utc> {
         chrono::DateTime::<chrono::Utc>::UNIX_EPOCH + chrono::TimeDelta::days(20_000)
+    }
+
+    #[test]
+    fn errors_are_redacted_and_successes_untouched() {
+        let failed = ChainResult {
+            provider: Some("twilio".to_owned()),
+            result: Err(SendError::Permanent(
+                "number +14155550100 (14155550100) refused: code 123456".to_owned(),
+            )),
+        };
+        let hide = [
+            ("123456", "[secret]"),
+            ("+14155550100", "+1415***00"),
+            ("14155550100", "+1415***00"),
+            ("", "never inserted"),
+        ];
+        assert!(matches!(
+            failed.redacted(&hide).result,
+            Err(SendError::Permanent(m)) if m == "number +1415***00 (+1415***00) refused: code [secret]"
+        ));
+        let sent = ChainResult {
+            provider: None,
+            result: Ok(Some("123456".to_owned())),
+        };
+        assert_eq!(
+            sent.redacted(&hide).result.ok(),
+            Some(Some("123456".to_owned()))
+        );
     }
 
     #[tokio::test]
