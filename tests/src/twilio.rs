@@ -92,6 +92,9 @@ async fn create(
         .and_then(|mut f| (!f.is_empty()).then(|| f.remove(0)));
     if let Some(status) = failure {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status == StatusCode::UNAUTHORIZED {
+            return twilio_error(status, 20003, "Authenticate");
+        }
         if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
             // Like Twilio's answer for a number it refuses: the message names the number.
             let to = form.get("To").cloned().unwrap_or_default();

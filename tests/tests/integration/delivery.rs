@@ -300,4 +300,17 @@ async fn sms_fails_over_from_twilio_to_the_webhook_provider() {
         )
         .await;
     assert_eq!(r.status, 200);
+    // Twilio refusing our credentials (401) is Twilio's fault, not the message's: the webhook
+    // takes it.
+    stack.twilio.fail_next(&[401]);
+    assert_eq!(
+        stack.send_sms_code(&token, "+14155550162").await.status,
+        200
+    );
+    let sms = stack
+        .twilio
+        .wait_for("+14155550162", 1, Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert_eq!(sms[0].messaging_service_sid.as_deref(), Some("webhook"));
 }

@@ -240,9 +240,11 @@ impl SmsSender for Outbox {
     }
 }
 
-/// An HTTP provider's refusal: `429` and `5xx` are worth retrying, any other status is not.
+/// An HTTP provider's refusal: `429` and `5xx` are worth retrying, and so are `401` and `403`
+/// (the provider refuses our credentials or account: its fault, not the message's, so the
+/// next provider is tried and the circuit counts it); any other status is final.
 fn refused(status: reqwest::StatusCode, detail: String) -> SendError {
-    if status.as_u16() == 429 || status.is_server_error() {
+    if matches!(status.as_u16(), 401 | 403 | 429) || status.is_server_error() {
         SendError::Transient(detail)
     } else {
         SendError::Permanent(detail)
