@@ -154,6 +154,6 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_j
         "id_token_signing_alg_values_supported": [keys::ALGORITHM],
         "subject_types_supported": ["public"],
         "response_types_supported": ["token"],
-        "claims_supported": ["iss", "sub", "aud", "iat", "exp", "sid", "amr", "email", "email_verified"],
+        "claims_supported": ["iss", "sub", "aud", "iat", "exp", "sid", "amr", "email", "email_verified", "phone_number", "phone_number_verified"],
     }))
 }

@@ -83,6 +83,24 @@ async fn health_readiness_metrics_openapi_and_discovery() {
     .await;
     let discovery: Value = serde_json::from_str(&discovery).unwrap();
     assert_eq!(discovery["issuer"], stack.api_url);
+    // Every claim an ID token can carry is listed, the phone number's included.
+    let claims = discovery["claims_supported"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for claim in [
+        "sub",
+        "amr",
+        "email",
+        "email_verified",
+        "phone_number",
+        "phone_number_verified",
+    ] {
+        assert!(
+            claims.iter().any(|c| c == claim),
+            "{claim} not in {claims:?}"
+        );
+    }
     assert_eq!(
         discovery["jwks_uri"],
         format!("{}/oidc/jwks", stack.api_url)
