@@ -35,10 +35,17 @@ pub const VERIFY_QUEUE: &str = "passgate.verify";
 pub const DELIVERY_EMAIL_QUEUE: &str = "passgate.delivery.email";
 pub const DELIVERY_SMS_QUEUE: &str = "passgate.delivery.sms";
 
-/// Delay queues of the delivery retry ladder (`passgate.delivery.retry.0` … `.3`): messages
+/// Delay queues of the delivery retry ladder (`passgate.delivery.delay.0` … `.3`): messages
 /// wait there for their per-message expiration, then dead-letter back to `passgate.commands`
 /// with their original routing key.
-pub const RETRY_QUEUE_PREFIX: &str = "passgate.delivery.retry.";
+///
+/// They are quorum queues with at-least-once dead-lettering: a classic queue dead-letters at
+/// most once, and drops a message that expires while the broker is down (it expires at boot,
+/// before the work queues are ready to take it), which lost retries in the fault suite.
+/// (Until this was found they were classic queues named `passgate.delivery.retry.*`, behind
+/// exchanges `passgate.retry.*`; an existing broker may still have them: once empty they can be
+/// deleted.)
+pub const RETRY_QUEUE_PREFIX: &str = "passgate.delivery.delay.";
 pub const RETRY_TIERS: usize = 4;
 
 pub fn retry_queue(tier: usize) -> String {
@@ -49,8 +56,18 @@ pub fn retry_queue(tier: usize) -> String {
 /// original routing key, which dead-lettering keeps: after the delay they go back to the
 /// right work queue.
 pub fn retry_exchange(tier: usize) -> String {
-    format!("passgate.retry.{}", tier.min(RETRY_TIERS - 1))
+    format!("passgate.delay.{}", tier.min(RETRY_TIERS - 1))
 }
+
+/// Where a delivery task waits out the send lease of a worker that died mid-send: a queue whose
+/// every message waits the same [`LEASE_WAIT`] (a queue-level TTL), so none waits behind
+/// another, then dead-letters back to `passgate.commands` with its routing key. (In a delay
+/// queue of the retry ladder, with per-message expirations, a message only expires at the head:
+/// a 60 s wait there held up the short retries queued behind it.)
+pub const LEASE_WAIT_QUEUE: &str = "passgate.delivery.lease-wait";
+pub const LEASE_WAIT_EXCHANGE: &str = "passgate.delay.lease";
+/// Longer than the delivery workers' send lease (60 s).
+pub const LEASE_WAIT: Duration = Duration::from_secs(61);
 
 /// Deliveries of one message before it is dead-lettered (poison protection).
 pub const DELIVERY_LIMIT: i64 = 5;
@@ -97,6 +114,32 @@ pub fn queue_for(kind: MessageKind) -> Option<&'static str> {
 
 fn s(v: &str) -> ShortString {
     v.into()
+}
+
+/// A delay queue: quorum, at-least-once dead-lettering back to `passgate.commands` (the
+/// original routing key is kept), and a queue-level TTL when `ttl` is given.
+fn delay_args(ttl: Option<Duration>) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(s("x-queue-type"), AMQPValue::LongString("quorum".into()));
+    args.insert(
+        s("x-dead-letter-exchange"),
+        AMQPValue::LongString(COMMANDS_EXCHANGE.into()),
+    );
+    args.insert(
+        s("x-dead-letter-strategy"),
+        AMQPValue::LongString("at-least-once".into()),
+    );
+    args.insert(
+        s("x-overflow"),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    if let Some(ttl) = ttl {
+        args.insert(
+            s("x-message-ttl"),
+            AMQPValue::LongLongInt(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
+        );
+    }
+    args
 }
 
 fn quorum_args(dead_letter: bool) -> FieldTable {
@@ -170,14 +213,8 @@ pub async fn declare_topology(channel: &Channel) -> lapin::Result<()> {
         )
         .await?;
     for tier in 0..RETRY_TIERS {
-        // Classic durable queues: per-message TTL with dead-lettering back to the commands
-        // exchange (the original routing key is kept).
-        let mut args = FieldTable::default();
-        args.insert(s("x-queue-type"), AMQPValue::LongString("classic".into()));
-        args.insert(
-            s("x-dead-letter-exchange"),
-            AMQPValue::LongString(COMMANDS_EXCHANGE.into()),
-        );
+        // Per-message TTL (each retry carries its delay as `expiration`).
+        let args = delay_args(None);
         let (exchange, queue) = (retry_exchange(tier), retry_queue(tier));
         channel
             .exchange_declare(
@@ -200,6 +237,27 @@ pub async fn declare_topology(channel: &Channel) -> lapin::Result<()> {
             )
             .await?;
     }
+    let args = delay_args(Some(LEASE_WAIT));
+    channel
+        .exchange_declare(
+            s(LEASE_WAIT_EXCHANGE),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(s(LEASE_WAIT_QUEUE), queue_opts, args)
+        .await?;
+    channel
+        .queue_bind(
+            s(LEASE_WAIT_QUEUE),
+            s(LEASE_WAIT_EXCHANGE),
+            s(""),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
     for spec in WORK_QUEUES {
         channel
             .queue_declare(s(spec.name), queue_opts, quorum_args(true))

@@ -287,6 +287,15 @@ async fn run_task<J: Job>(
                 republish(ctx, publish, delivery, route, Some(delay), None).await
             }
         }
+        Outcome::WaitLease => {
+            metrics::counter!("passgate_jobs_retried_total", "job" => J::KIND.as_str())
+                .increment(1);
+            let route = (
+                passgate_core::amqp::LEASE_WAIT_EXCHANGE,
+                delivery.routing_key.as_str(),
+            );
+            republish(ctx, publish, delivery, route, None, None).await
+        }
         Outcome::Park { reason } => {
             metrics::counter!("passgate_jobs_parked_total", "job" => J::KIND.as_str()).increment(1);
             tracing::warn!(job.name = J::KIND.as_str(), reason = %reason, "out of attempts; parked");
@@ -362,7 +371,7 @@ async fn run_command<J: Job>(
     let reply = match J::run(ctx, &msg).await {
         Ok(Outcome::Reply(reply)) => reply,
         // Dropped: another request carries this command's work.
-        Ok(Outcome::Done | Outcome::Retry { .. }) => return Ok(()),
+        Ok(Outcome::Done | Outcome::Retry { .. } | Outcome::WaitLease) => return Ok(()),
         // Not ours to answer (the id is another app's request): parked untouched.
         Ok(Outcome::Park { reason }) => return Err(JobError::permanent(anyhow::anyhow!(reason))),
         Err(JobError::Permanent(e)) => {

@@ -62,6 +62,9 @@ pub enum Outcome {
     /// Out of attempts: park the message in `passgate.dead` for an operator; the job recorded
     /// the final failure.
     Park { reason: String },
+    /// Come back once another worker's send lease has surely ended
+    /// ([`passgate_core::amqp::LEASE_WAIT`]).
+    WaitLease,
 }
 
 /// One message type's handler. Every job is idempotent: RabbitMQ delivers at least once.

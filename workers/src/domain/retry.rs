@@ -59,7 +59,7 @@ impl Schedule {
         Some(base.mul_f64(factor.max(0.0)))
     }
 
-    /// The delay queue tier a wait goes to (`passgate.delivery.retry.<tier>`).
+    /// The delay queue tier a wait goes to (`passgate.delivery.delay.<tier>`).
     pub fn tier(&self, attempts_made: u32) -> usize {
         usize::try_from(attempts_made.saturating_sub(1))
             .unwrap_or(0)

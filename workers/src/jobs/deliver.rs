@@ -29,8 +29,10 @@ use crate::providers::{ChainResult, SendError};
 use crate::templates;
 
 /// How long a claimed delivery belongs to the worker sending it; after that (the worker died)
-/// a redelivered task may claim it again. Longer than the providers' timeouts.
+/// a redelivered task may claim it again. Longer than the providers' timeouts, shorter than
+/// the lease-wait queue's [`LEASE_WAIT`](passgate_core::amqp::LEASE_WAIT).
 const SEND_LEASE: TimeDelta = TimeDelta::seconds(60);
+const _: () = assert!(SEND_LEASE.num_seconds() < passgate_core::amqp::LEASE_WAIT.as_secs() as i64);
 
 /// How long a worker keeps trying to record a provider's answer while the database is away.
 /// Shorter than the lease, so no other copy can claim the delivery meanwhile.
@@ -115,15 +117,7 @@ async fn deliver(
         let current = Delivery::find(&mut conn, task.delivery_id).await?;
         metrics::counter!("passgate_delivery_duplicates_total", "channel" => label).increment(1);
         return Ok(match current {
-            Some(d) if d.status == deliveries::STATUS_SENDING => {
-                let left = (d.updated_at + SEND_LEASE - now)
-                    .to_std()
-                    .unwrap_or_default();
-                Outcome::Retry {
-                    delay: left + std::time::Duration::from_secs(1),
-                    tier: 0,
-                }
-            }
+            Some(d) if d.status == deliveries::STATUS_SENDING => Outcome::WaitLease,
             // Exhausted, but its parking may not have happened (the broker went away right
             // after the row was written): park it (again).
             Some(d)
