@@ -119,20 +119,8 @@ fn s(v: &str) -> ShortString {
 /// A delay queue: quorum, at-least-once dead-lettering back to `passgate.commands` (the
 /// original routing key is kept), and a queue-level TTL when `ttl` is given.
 fn delay_args(ttl: Option<Duration>) -> FieldTable {
-    let mut args = FieldTable::default();
-    args.insert(s("x-queue-type"), AMQPValue::LongString("quorum".into()));
-    args.insert(
-        s("x-dead-letter-exchange"),
-        AMQPValue::LongString(COMMANDS_EXCHANGE.into()),
-    );
-    args.insert(
-        s("x-dead-letter-strategy"),
-        AMQPValue::LongString("at-least-once".into()),
-    );
-    args.insert(
-        s("x-overflow"),
-        AMQPValue::LongString("reject-publish".into()),
-    );
+    let mut args = quorum_args(false);
+    dead_letter_to(&mut args, COMMANDS_EXCHANGE);
     if let Some(ttl) = ttl {
         args.insert(
             s("x-message-ttl"),
@@ -142,6 +130,8 @@ fn delay_args(ttl: Option<Duration>) -> FieldTable {
     args
 }
 
+/// A quorum queue; with `dead_letter`, a work queue whose poison messages (delivered
+/// `DELIVERY_LIMIT` times) go to the parking lot.
 fn quorum_args(dead_letter: bool) -> FieldTable {
     let mut args = FieldTable::default();
     args.insert(s("x-queue-type"), AMQPValue::LongString("quorum".into()));
@@ -150,20 +140,26 @@ fn quorum_args(dead_letter: bool) -> FieldTable {
             s("x-delivery-limit"),
             AMQPValue::LongLongInt(DELIVERY_LIMIT),
         );
-        args.insert(
-            s("x-dead-letter-exchange"),
-            AMQPValue::LongString(DEAD_LETTER_EXCHANGE.into()),
-        );
-        args.insert(
-            s("x-dead-letter-strategy"),
-            AMQPValue::LongString("at-least-once".into()),
-        );
-        args.insert(
-            s("x-overflow"),
-            AMQPValue::LongString("reject-publish".into()),
-        );
+        dead_letter_to(&mut args, DEAD_LETTER_EXCHANGE);
     }
     args
+}
+
+/// At-least-once dead-lettering to `exchange`: a message leaves the queue only once the
+/// target queue has confirmed it (this needs `reject-publish` overflow).
+fn dead_letter_to(args: &mut FieldTable, exchange: &str) {
+    args.insert(
+        s("x-dead-letter-exchange"),
+        AMQPValue::LongString(exchange.into()),
+    );
+    args.insert(
+        s("x-dead-letter-strategy"),
+        AMQPValue::LongString("at-least-once".into()),
+    );
+    args.insert(
+        s("x-overflow"),
+        AMQPValue::LongString("reject-publish".into()),
+    );
 }
 
 /// Declares every exchange, queue and binding. Idempotent; every process runs it at start-up.
