@@ -84,6 +84,9 @@ pub struct WorkerConfig {
     pub signing_key_refresh: Duration,
     /// How long a worker uses an app (settings, disabled or not) it read before reading it again.
     pub app_cache_ttl: Duration,
+    /// How often housekeeping runs: ended rate-limit windows deleted, expired secrets of failed
+    /// deliveries erased.
+    pub housekeeping_interval: Duration,
     /// How long SIGTERM waits for in-flight jobs.
     pub shutdown_grace: Duration,
 }
@@ -212,6 +215,9 @@ impl WorkerConfig {
                 30,
             )?),
             app_cache_ttl: Duration::from_millis(config::parse_or("PASSGATE_APP_CACHE_MS", 2_000)?),
+            housekeeping_interval: Duration::from_secs(
+                config::parse_or("PASSGATE_HOUSEKEEPING_SECS", 600u64)?.max(1),
+            ),
             shutdown_grace: Duration::from_secs(config::parse_or(
                 "PASSGATE_SHUTDOWN_GRACE_SECS",
                 20,

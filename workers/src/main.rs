@@ -14,6 +14,7 @@ use passgate_core::amqp::{self, Live};
 use passgate_core::clock::Clock;
 use passgate_core::db::{self, DbPool};
 use passgate_core::telemetry::{self, Shutdown};
+use passgate_schema::models::deliveries::Delivery;
 use passgate_workers::config::WorkerConfig;
 use passgate_workers::consumer::{self, WorkerBroker};
 use passgate_workers::context::JobContext;
@@ -96,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let bind = config.bind;
     let grace = config.shutdown_grace;
+    let housekeeping = config.housekeeping_interval;
     let amqp_url = config.common.amqp_url.clone();
     let ctx = JobContext::new(config, db.clone(), clock, email, sms);
 
@@ -118,18 +120,25 @@ async fn main() -> anyhow::Result<()> {
         move |b: Arc<WorkerBroker>| async move { b.drain(grace).await },
     );
 
-    // Ended rate-limit windows are deleted now and then (any worker may do it; it is idempotent).
+    // Housekeeping, now and then (any worker may do it; it is idempotent): ended rate-limit
+    // windows deleted, expired secrets of failed deliveries erased.
     let purge_db = db.clone();
     let purge_clock = Clock::from_env();
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(600));
+        let mut every = tokio::time::interval(housekeeping);
         loop {
             every.tick().await;
-            if let Ok(mut conn) = db::conn(&purge_db).await
-                && let Err(e) =
-                    passgate_schema::models::rate_limits::purge(&mut conn, purge_clock.now()).await
-            {
+            let Ok(mut conn) = db::conn(&purge_db).await else {
+                continue;
+            };
+            let now = purge_clock.now();
+            if let Err(e) = passgate_schema::models::rate_limits::purge(&mut conn, now).await {
                 tracing::warn!(error = %e, "rate-limit purge failed");
+            }
+            match Delivery::erase_expired_secrets(&mut conn, now).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(erased = n, "expired secrets of failed deliveries erased"),
+                Err(e) => tracing::warn!(error = %e, "erasing expired delivery secrets failed"),
             }
         }
     });

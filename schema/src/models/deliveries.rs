@@ -213,6 +213,23 @@ impl Delivery {
         .map(drop)
     }
 
+    /// Erases the sealed secrets of failed deliveries that have expired (kept until then for
+    /// an operator's requeue). Returns how many were erased.
+    pub async fn erase_expired_secrets(
+        conn: &mut DbConn,
+        now: DateTime<Utc>,
+    ) -> QueryResult<usize> {
+        diesel::update(
+            deliveries::table
+                .filter(deliveries::sealed_payload.is_not_null())
+                .filter(deliveries::expires_at.lt(now))
+                .filter(deliveries::status.eq(STATUS_FAILED)),
+        )
+        .set(deliveries::sealed_payload.eq(None::<Vec<u8>>))
+        .execute(conn)
+        .await
+    }
+
     pub async fn find(conn: &mut DbConn, id: DeliveryId) -> QueryResult<Option<Delivery>> {
         deliveries::table
             .find(id)

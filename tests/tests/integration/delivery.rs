@@ -117,6 +117,47 @@ async fn smtp_5xx_for_one_recipient_fails_at_once() {
 }
 
 #[tokio::test]
+async fn expired_secrets_of_failed_deliveries_are_erased() {
+    let stack = Stack::start_with(
+        Options::default()
+            .set("PASSGATE_DELIVERY_MAX_ATTEMPTS", "2")
+            .set("PASSGATE_HOUSEKEEPING_SECS", "1"),
+    )
+    .await;
+    let (_, token) = stack.app_with_token("Acme").await;
+    stack.smtp.refuse_all("421 4.7.0 too busy");
+    assert_eq!(stack.send_code(&token, "old@example.com").await.status, 200);
+    let db = stack.db().await;
+    let (_, class, _) = wait_status(&db, "old@example.com", "failed").await;
+    assert_eq!(class.as_deref(), Some("transient_exhausted"));
+    let sealed = "SELECT sealed_payload IS NOT NULL FROM deliveries WHERE destination = $1";
+    let kept: bool = db
+        .query_one(sealed, &[&"old@example.com"])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(kept, "kept for a requeue while the code is valid");
+    // An hour later the code has expired: housekeeping erases the sealed secret.
+    stack.set_clock_offset(3600);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let kept: bool = db
+            .query_one(sealed, &[&"old@example.com"])
+            .await
+            .unwrap()
+            .get(0);
+        if !kept {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the expired secret is still stored"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
 async fn exhausted_deliveries_are_parked_and_can_be_requeued() {
     let stack =
         Stack::start_with(Options::default().set("PASSGATE_DELIVERY_MAX_ATTEMPTS", "3")).await;
