@@ -540,10 +540,9 @@ impl Stack {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// A caller access token for the app.
-    pub async fn token(&self, app: &AppCreds) -> String {
-        let r = self
-            .http
+    /// The answer of `/oidc/token` to the app's client credentials.
+    pub async fn token_response(&self, app: &AppCreds) -> reqwest::Response {
+        self.http
             .post(format!("{}/oidc/token", self.api_url))
             .form(&[
                 ("grant_type", "client_credentials"),
@@ -552,7 +551,12 @@ impl Stack {
             ])
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// A caller access token for the app.
+    pub async fn token(&self, app: &AppCreds) -> String {
+        let r = self.token_response(app).await;
         assert_eq!(r.status(), StatusCode::OK);
         let v: Value = r.json().await.unwrap();
         v["access_token"].as_str().unwrap().to_owned()

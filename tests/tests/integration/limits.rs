@@ -102,17 +102,7 @@ async fn a_disabled_app_gets_no_token_and_its_old_tokens_run_no_command() {
         )
         .await
         .unwrap();
-    let r = stack
-        .http
-        .post(format!("{}/oidc/token", stack.api_url))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", app.client_id.as_str()),
-            ("client_secret", app.client_secret.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = stack.token_response(&app).await;
     assert_eq!(r.status().as_u16(), 401, "no new token for a disabled app");
     // Once the workers' cached copy is older than PASSGATE_APP_CACHE_MS, commands with the
     // old token are refused.
