@@ -201,7 +201,7 @@ pub async fn run_command<J: CommandJob>(
             Err(TxError::NoRow) if !row_written => {
                 // Written with the command's idempotency key; a no-op if the row appeared
                 // meanwhile or the id is taken.
-                insert_request_row::<J>(&mut conn, msg).await?;
+                insert_request_row::<J>(&mut conn, msg, ctx.clock.now()).await?;
                 row_written = true;
                 continue;
             }
@@ -211,10 +211,13 @@ pub async fn run_command<J: CommandJob>(
 }
 
 /// The request row of a command whose row does not exist, with the command's idempotency key
-/// if it has one.
+/// if it has one. Its `created_at` is now, not the envelope's: the 24 h idempotency window
+/// counts from it, and a producer's clock (or a stale timestamp) must not release the key at
+/// once.
 async fn insert_request_row<J: CommandJob>(
     conn: &mut DbConn,
     msg: &Envelope<J::Payload>,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), JobError> {
     let key = msg.idempotency.as_ref().map(|i| i.key.as_str());
     let hash = msg
@@ -228,7 +231,7 @@ async fn insert_request_row<J: CommandJob>(
         kind: J::KIND.as_str(),
         idempotency_key: key,
         request_hash: hash.as_deref(),
-        created_at: msg.created_at,
+        created_at: now,
     }
     .insert(conn)
     .await

@@ -496,6 +496,8 @@ async fn a_command_naming_another_apps_request_is_parked_and_changes_nothing() {
 }
 
 fn direct_send(app_id: &str, id: uuid::Uuid, email: &str, key: &str) -> (Vec<u8>, BasicProperties) {
+    // A producer's timestamp from the past (a day or more old when the test runs): the key's
+    // 24 h window counts from when the worker writes the row, not from this.
     let envelope = json!({
         "id": id, "type": "otp.send", "version": 1, "app_id": app_id,
         "created_at": "2026-12-04T00:00:00Z",
